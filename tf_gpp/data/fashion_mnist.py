@@ -1,0 +1,149 @@
+"""Fashion-MNIST: local files first, then TFDS, then ``keras.datasets`` (online)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from tf_gpp.data.arrays import from_arrays
+from tf_gpp.data.bundle import Dataset
+from tf_gpp.data.idx import load_idx
+from tf_gpp.errors import DataError
+
+FASHION_MNIST_CLASSES: list[str] = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+
+#: Debian/Ubuntu package ``dataset-fashion-mnist`` installs the idx files here.
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+_FIX = (
+    "Fix: `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or "
+    "`pip install tensorflow-datasets`, or call with download=True on a machine with "
+    "network access, or pass data_dir= a folder holding the four *-ubyte.gz files."
+)
+
+
+def keras_cache_dirs() -> list[Path]:
+    """Where ``keras.datasets.fashion_mnist.load_data()`` caches its files."""
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
+    dirs = [home / "datasets" / "fashion-mnist"]
+    tmp = Path("/tmp/.keras/datasets/fashion-mnist")  # Keras' fallback when home is read-only
+    if tmp not in dirs:
+        dirs.append(tmp)
+    return dirs
+
+
+def local_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched, in order: ``data_dir``, the Debian package, the Keras cache."""
+    dirs = [Path(data_dir).expanduser()] if data_dir is not None else []
+    return dirs + [DEBIAN_DIR, *keras_cache_dirs()]
+
+
+def _pair(folder: Path, split: str) -> tuple[Path, Path] | str:
+    """The (images, labels) files of one split in ``folder``, or why they are missing."""
+    found = []
+    for stem in _FILES[split]:
+        for candidate in (folder / f"{stem}.gz", folder / stem):
+            if candidate.is_file():
+                found.append(candidate)
+                break
+        else:
+            return f"missing {stem}.gz"
+    return found[0], found[1]
+
+
+def tfds_available() -> bool:
+    """Whether ``tensorflow-datasets`` can be imported (without importing it)."""
+    return importlib.util.find_spec("tensorflow_datasets") is not None
+
+
+def _load_local(folder: Path, **kwargs) -> Dataset:
+    if not folder.is_dir():
+        raise DataError("no such directory")
+    pairs = {}
+    for split in _FILES:
+        pair = _pair(folder, split)
+        if isinstance(pair, str):
+            raise DataError(pair)
+        pairs[split] = pair
+    x, y = load_idx(*pairs["train"])
+    xt, yt = load_idx(*pairs["test"])
+    return from_arrays(
+        x, y, x_test=xt, y_test=yt, num_classes=10, class_names=FASHION_MNIST_CLASSES,
+        name="fashion_mnist", source=str(folder), **kwargs,
+    )
+
+
+def load_fashion_mnist(
+    *,
+    validation_split: float = 0.1,
+    limit: int | None = None,
+    batch_size: int = 128,
+    seed: int | None = 0,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    standardize: bool = False,
+) -> Dataset:
+    """Fashion-MNIST (28x28x1, 10 classes) as a :class:`Dataset`, pixels scaled to [0, 1].
+
+    Sources, in order: ``data_dir`` (if given), ``/usr/share/datasets/fashion-mnist``
+    (Debian ``dataset-fashion-mnist``), the Keras cache
+    (``~/.keras/datasets/fashion-mnist``), TFDS (``tfds.load("fashion_mnist")``,
+    if installed), then ``keras.datasets.fashion_mnist.load_data()``, which
+    downloads. ``download=False`` stops before anything that needs the network.
+
+    Args:
+        validation_split: stratified fraction of the 60k training images held
+            out for validation (the 10k test set stays the test split).
+        limit: seeded stratified subset size per source split, for quick runs.
+
+    Raises:
+        DataError: naming every place tried and why it failed, plus the fix.
+    """
+    kwargs = dict(
+        validation_split=validation_split, limit=limit, batch_size=batch_size,
+        seed=seed, standardize=standardize,
+    )
+    tried: list[str] = []
+    for folder in local_dirs(data_dir):
+        try:
+            return _load_local(folder, **kwargs)
+        except DataError as e:
+            tried.append(f"{folder}: {e}")
+
+    if tfds_available():
+        from tf_gpp.data.tfds import from_tfds
+
+        try:
+            return from_tfds("fashion_mnist", download=download, **kwargs)
+        except DataError as e:
+            tried.append(f"TFDS fashion_mnist: {e}")
+    else:
+        tried.append("TFDS: tensorflow-datasets is not installed")
+
+    if download:
+        try:
+            import keras
+
+            (x, y), (xt, yt) = keras.datasets.fashion_mnist.load_data()
+        except Exception as e:  # network, HTTP, corrupt cache: all mean "not available"
+            tried.append(f"keras.datasets.fashion_mnist.load_data(): {type(e).__name__}: {e}")
+        else:
+            return from_arrays(
+                x, y, x_test=xt, y_test=yt, num_classes=10, class_names=FASHION_MNIST_CLASSES,
+                name="fashion_mnist", source=f"keras.datasets ({keras_cache_dirs()[0]})",
+                **kwargs,
+            )
+    else:
+        tried.append("keras.datasets download: skipped (download=False)")
+
+    places = "\n".join(f"  - {t}" for t in tried)
+    raise DataError(f"Fashion-MNIST could not be loaded. Tried:\n{places}\n{_FIX}")

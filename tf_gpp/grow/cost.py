@@ -1,0 +1,30 @@
+"""Parameters and MACs of a candidate network, via :func:`tf_gpp.profile`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+
+
+@dataclass(frozen=True)
+class Cost:
+    params: int
+    macs: int
+
+
+def model_cost(model: keras.Model) -> Cost:
+    """Parameters (all weights) and multiply-accumulates per sample."""
+    from tf_gpp.profile import profile
+
+    result = profile(model)
+    return Cost(params=int(result.params), macs=int(result.macs))
+
+
+def budget_violation(cost: Cost, max_params: int | None, max_macs: int | None) -> str | None:
+    """``None`` if ``cost`` fits the budget, else a sentence saying which limit it exceeds."""
+    if max_params is not None and cost.params > max_params:
+        return f"params {cost.params:,} > max_params {max_params:,}"
+    if max_macs is not None and cost.macs > max_macs:
+        return f"MACs {cost.macs:,} > max_macs {max_macs:,}"
+    return None

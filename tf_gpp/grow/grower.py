@@ -1,0 +1,355 @@
+"""Grow an Inception net: add or widen modules while validation accuracy improves.
+
+Each round proposes candidates in the order of ``actions``:
+
+* ``"add"``: append a normal module before the head (widths copied from the
+  last normal module; existing modules keep their names);
+* ``"widen"``: multiply every width of the narrowest module by ``widen_factor``.
+
+A candidate over the params/MACs budget is skipped without training. Otherwise
+it is built, warm-started from the current network
+(:func:`tf_gpp.grow.transfer_weights`: trained layers copied by name, widened
+layers function-preserving), trained ``epochs_per_round`` epochs and accepted
+when its validation accuracy beats the current one by more than ``min_delta``;
+the first accepted candidate ends the round. Growth stops after ``max_rounds``
+rounds, or when no candidate of a round is accepted (all over budget, or none
+improved).
+
+Note: the candidate trains for more epochs in total than the network it is
+compared to, so part of an improvement can come from training alone;
+``min_delta`` is the guard against accepting that.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+
+from tf_gpp.grow.checks import resolve_data
+from tf_gpp.grow.cost import Cost, budget_violation, model_cost
+from tf_gpp.grow.errors import GrowError
+from tf_gpp.grow.inception import build_inception
+from tf_gpp.grow.spec import InceptionSpec, default_start_spec
+from tf_gpp.grow.transfer import transfer_weights
+
+ACTIONS = ("add", "widen")
+
+OptimizerLike = str | keras.optimizers.Optimizer | Callable[[], keras.optimizers.Optimizer]
+
+
+@dataclass
+class GrowResult:
+    """The grown, trained model and one history entry per step.
+
+    History entries: ``step``, ``round``, ``action`` (``"start"``/``"add"``/
+    ``"widen"``), ``target`` (module added or widened), ``modules`` (count),
+    ``name`` (``"Inception-N"``), ``params``, ``macs``, ``val_accuracy``,
+    ``val_loss`` (``None`` when skipped), ``accepted``, ``reason``, ``epochs``,
+    ``seconds`` and ``spec`` (the candidate's ``InceptionSpec.to_dict()``).
+    """
+
+    model: keras.Model
+    history: list[dict[str, Any]]
+    spec: InceptionSpec
+    stop_reason: str
+    cost: Cost = field(default_factory=lambda: Cost(0, 0))
+
+    @property
+    def val_accuracy(self) -> float:
+        """Validation accuracy of the returned model."""
+        return max(h["val_accuracy"] for h in self.history if h["accepted"])
+
+    def summary(self) -> str:
+        lines = [_format_step(h) for h in self.history]
+        lines.append(
+            f"stop: {self.stop_reason}; result {self.spec.model_name}, {self.cost.params:,} params, "
+            f"{self.cost.macs:,} MACs, val_accuracy {self.val_accuracy:.4f}"
+        )
+        return "\n".join(lines)
+
+
+def _format_step(h: dict[str, Any]) -> str:
+    what = h["action"] + (f" {h['target']}" if h["target"] else "")
+    acc = "   -   " if h["val_accuracy"] is None else f"{h['val_accuracy']:.4f}"
+    verdict = "accepted" if h["accepted"] else "rejected"
+    reason = f" ({h['reason']})" if h["reason"] else ""
+    return (
+        f"[grow] step {h['step']:>2} {what:<10} {h['name']:<14} {h['params']:>10,} params "
+        f"{h['macs']:>13,} MACs  val_acc {acc}  {verdict}{reason}"
+    )
+
+
+def _positive_int_or_none(value: Any, arg: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise GrowError(f"{arg} must be None or a positive number, got {value!r}.")
+    return int(value)
+
+
+class Grower:
+    """Configured growth procedure; :meth:`run` it on data. See :func:`grow` for arguments."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int] | None = None,
+        num_classes: int | None = None,
+        *,
+        start: InceptionSpec | dict[str, Any] | int | None = None,
+        start_width: int = 16,
+        max_params: int | None = None,
+        max_macs: int | None = None,
+        max_rounds: int = 5,
+        min_delta: float = 0.002,
+        epochs_per_round: int = 2,
+        start_epochs: int | None = None,
+        actions: Sequence[str] = ACTIONS,
+        widen_factor: float = 1.5,
+        optimizer: OptimizerLike = "adam",
+        learning_rate: float = 1e-3,
+        callbacks: Sequence[keras.callbacks.Callback] | None = None,
+        compile_kwargs: dict[str, Any] | None = None,
+        seed: int | None = None,
+        verbose: int = 1,
+    ) -> None:
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.num_classes = num_classes
+        self.start = start
+        self.start_width = start_width
+        self.max_params = _positive_int_or_none(max_params, "max_params")
+        self.max_macs = _positive_int_or_none(max_macs, "max_macs")
+        if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 0:
+            raise GrowError(f"max_rounds must be an integer >= 0, got {max_rounds!r}.")
+        self.max_rounds = max_rounds
+        if isinstance(min_delta, bool) or not isinstance(min_delta, int | float) or not -1 <= min_delta < 1:
+            raise GrowError(f"min_delta must be an accuracy difference in [-1, 1), got {min_delta!r}.")
+        self.min_delta = float(min_delta)
+        for arg, value in (("epochs_per_round", epochs_per_round), ("start_epochs", start_epochs)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise GrowError(f"{arg} must be a positive integer, got {value!r}.")
+        self.epochs_per_round = epochs_per_round
+        self.start_epochs = start_epochs or epochs_per_round
+        actions = tuple(actions)
+        if not actions or any(a not in ACTIONS for a in actions):
+            raise GrowError(f"actions must be a non-empty subset of {ACTIONS}, got {actions!r}.")
+        self.actions = actions
+        if not widen_factor > 1.0:
+            raise GrowError(f"widen_factor must be > 1, got {widen_factor!r}.")
+        self.widen_factor = float(widen_factor)
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.callbacks = list(callbacks or [])
+        self.compile_kwargs = dict(compile_kwargs or {})
+        reserved = {"optimizer", "loss", "metrics"} & set(self.compile_kwargs)
+        if reserved:
+            raise GrowError(
+                f"compile_kwargs may not set {sorted(reserved)}: use optimizer=/learning_rate= "
+                "(the loss and accuracy metric are fixed by the growth criterion)."
+            )
+        self.seed = seed
+        self.verbose = verbose
+
+    # -- pieces ---------------------------------------------------------------------------
+
+    def start_spec(self, input_shape: tuple[int, ...], num_classes: int) -> InceptionSpec:
+        start = self.start
+        if start is None or isinstance(start, int):
+            return default_start_spec(
+                input_shape, num_classes, width=self.start_width, modules=start or 2
+            )
+        spec = InceptionSpec.from_dict(start) if isinstance(start, dict) else start
+        if not isinstance(spec, InceptionSpec):
+            raise GrowError(
+                f"start must be None, a module count, an InceptionSpec or its dict, got {type(start).__name__}."
+            )
+        if spec.input_shape != tuple(input_shape):
+            raise GrowError(
+                f"start.input_shape {spec.input_shape} differs from the data's input shape {tuple(input_shape)}."
+            )
+        if spec.num_classes != num_classes:
+            raise GrowError(f"start.num_classes={spec.num_classes} but num_classes={num_classes}.")
+        return spec
+
+    def candidates(self, spec: InceptionSpec) -> list[tuple[str, str, InceptionSpec]]:
+        """``(action, target module, spec)`` proposals for one round, in order."""
+        out = []
+        for action in self.actions:
+            if action == "add":
+                grown = spec.with_module()
+                out.append(("add", grown.modules[-1].name, grown))
+            elif action == "widen" and spec.modules:
+                target = spec.narrowest_module().name
+                out.append(("widen", target, spec.with_module_widened(target, self.widen_factor)))
+        return out
+
+    def _optimizer(self) -> keras.optimizers.Optimizer:
+        opt = self.optimizer
+        if isinstance(opt, str):
+            return type(keras.optimizers.get(opt))(learning_rate=self.learning_rate)
+        if isinstance(opt, keras.optimizers.Optimizer):  # fresh copy: one model per optimizer
+            return type(opt).from_config(opt.get_config())
+        if callable(opt):
+            return opt()
+        raise GrowError(f"optimizer must be a name, an Optimizer or a factory, got {opt!r}.")
+
+    def train(self, model: keras.Model, spec: InceptionSpec, train: Any, val: Any, epochs: int) -> tuple[float, float]:
+        """Compile, fit ``epochs`` epochs, return ``(val_accuracy, val_loss)``."""
+        model.compile(
+            optimizer=self._optimizer(),
+            loss=keras.losses.SparseCategoricalCrossentropy(
+                from_logits=spec.classifier_activation is None
+            ),
+            metrics=["accuracy"],
+            **self.compile_kwargs,
+        )
+        model.fit(
+            train, epochs=epochs, shuffle=False, callbacks=self.callbacks,
+            verbose=2 if self.verbose >= 2 else 0,
+        )
+        result = model.evaluate(val, verbose=0, return_dict=True)
+        return float(result["accuracy"]), float(result["loss"])
+
+    def _log(self, entry: dict[str, Any]) -> None:
+        if self.verbose:
+            print(_format_step(entry), flush=True)
+
+    # -- the procedure --------------------------------------------------------------------
+
+    def run(self, train_data: Any, val_data: Any | None = None) -> GrowResult:
+        """Grow on ``train_data`` (a ``tf.data.Dataset`` of ``(x, y)`` batches or a
+        :class:`tf_gpp.data.Dataset`), judging steps on ``val_data``."""
+        train, val, input_shape, num_classes = resolve_data(
+            train_data, val_data, self.input_shape, self.num_classes
+        )
+        spec = self.start_spec(input_shape, num_classes)
+        if self.seed is not None:
+            keras.utils.set_random_seed(self.seed)
+        model = build_inception(spec)
+        cost = model_cost(model)
+        for arg, limit, value in (
+            ("max_params", self.max_params, cost.params),
+            ("max_macs", self.max_macs, cost.macs),
+        ):
+            if limit is not None and value > limit:
+                raise GrowError(
+                    f"{arg}={limit:,} is smaller than the starting network {spec.model_name} "
+                    f"({value:,}); raise {arg} or start smaller (start=InceptionSpec(...) or a "
+                    f"smaller start_width than {self.start_width})."
+                )
+
+        history: list[dict[str, Any]] = []
+
+        def record(round_, action, target, cand, cand_cost, acc, loss, accepted, reason, epochs, t0):
+            entry = {
+                "step": len(history), "round": round_, "action": action, "target": target,
+                "modules": len(cand.modules), "name": cand.model_name,
+                "params": cand_cost.params, "macs": cand_cost.macs,
+                "val_accuracy": acc, "val_loss": loss, "accepted": accepted, "reason": reason,
+                "epochs": epochs, "seconds": round(time.perf_counter() - t0, 3),
+                "spec": cand.to_dict(),
+            }
+            history.append(entry)
+            self._log(entry)
+
+        t0 = time.perf_counter()
+        best_acc, best_loss = self.train(model, spec, train, val, self.start_epochs)
+        record(0, "start", None, spec, cost, best_acc, best_loss, True, "", self.start_epochs, t0)
+
+        stop_reason = f"max_rounds ({self.max_rounds}) reached"
+        for round_ in range(1, self.max_rounds + 1):
+            accepted = False
+            over_budget = 0
+            proposals = self.candidates(spec)
+            for action, target, cand_spec in proposals:
+                t0 = time.perf_counter()
+                cand = build_inception(cand_spec)
+                cand_cost = model_cost(cand)
+                violation = budget_violation(cand_cost, self.max_params, self.max_macs)
+                if violation:
+                    over_budget += 1
+                    record(round_, action, target, cand_spec, cand_cost, None, None, False,
+                           f"over budget: {violation}", 0, t0)
+                    continue
+                transfer_weights(model, cand)
+                acc, loss = self.train(cand, cand_spec, train, val, self.epochs_per_round)
+                gain = acc - best_acc
+                if gain > self.min_delta:
+                    record(round_, action, target, cand_spec, cand_cost, acc, loss, True,
+                           f"{gain:+.4f}", self.epochs_per_round, t0)
+                    model, spec, cost, best_acc = cand, cand_spec, cand_cost, acc
+                    accepted = True
+                    break
+                record(round_, action, target, cand_spec, cand_cost, acc, loss, False,
+                       f"{gain:+.4f} <= min_delta {self.min_delta}", self.epochs_per_round, t0)
+            if not accepted:
+                if over_budget == len(proposals):
+                    stop_reason = "budget: every candidate exceeds max_params/max_macs"
+                else:
+                    stop_reason = f"no improvement above min_delta={self.min_delta}"
+                break
+
+        result = GrowResult(model=model, history=history, spec=spec, stop_reason=stop_reason, cost=cost)
+        if self.verbose:
+            print(
+                f"[grow] stop: {stop_reason}; result {spec.model_name}, {cost.params:,} params, "
+                f"{cost.macs:,} MACs, val_accuracy {best_acc:.4f}",
+                flush=True,
+            )
+        return result
+
+
+def grow(
+    train_data: Any,
+    val_data: Any | None = None,
+    input_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+    *,
+    start: InceptionSpec | dict[str, Any] | int | None = None,
+    max_params: int | None = None,
+    max_macs: int | None = None,
+    max_rounds: int = 5,
+    min_delta: float = 0.002,
+    epochs_per_round: int = 2,
+    **kwargs: Any,
+) -> GrowResult:
+    """Grow an Inception classifier on the data; see the module docstring for the procedure.
+
+    Args:
+        train_data: ``tf.data.Dataset`` of ``(x, y)`` batches (sparse integer
+            labels), or a :class:`tf_gpp.data.Dataset` (then ``val_data``,
+            ``input_shape`` and ``num_classes`` default to its own).
+        val_data: validation pipeline the accept/reject decision is made on.
+        input_shape: ``(H, W, C)``; inferred from ``train_data`` when omitted.
+        num_classes: number of classes (>= 2).
+        start: starting net: ``None`` (stem + 2 modules, see
+            :func:`default_start_spec`), a module count, or an ``InceptionSpec``.
+        max_params, max_macs: budget; candidates above it are not trained.
+        max_rounds: most growth rounds (0 trains the start net only).
+        min_delta: validation-accuracy gain a step must exceed to be accepted
+            (negative values tolerate a small loss).
+        epochs_per_round: training epochs of each candidate.
+        **kwargs: further :class:`Grower` options: ``start_width`` (16),
+            ``start_epochs``, ``actions`` (``("add", "widen")``), ``widen_factor``
+            (1.5), ``optimizer`` (``"adam"``; a name, Optimizer or factory),
+            ``learning_rate`` (1e-3), ``callbacks`` (for ``fit``), ``compile_kwargs``
+            (extra ``compile`` arguments, e.g. ``{"jit_compile": False}``), ``seed`` (sets Keras'
+            global seed), ``verbose`` (0 silent, 1 one line per step, 2 also
+            per-epoch lines).
+
+    Returns:
+        :class:`GrowResult` with the trained model and the step history.
+
+    Raises:
+        GrowError: impossible budget, input too small for the reductions,
+            num_classes < 2, bad options.
+        DataError: data that is not single-label classification data.
+    """
+    grower = Grower(
+        input_shape, num_classes, start=start, max_params=max_params, max_macs=max_macs,
+        max_rounds=max_rounds, min_delta=min_delta, epochs_per_round=epochs_per_round, **kwargs,
+    )
+    return grower.run(train_data, val_data)

@@ -1,0 +1,22 @@
+"""Per-layer-type handlers in one registry (importing this registers them all)."""
+
+from tf_gpp.handlers import conv, core, elementwise, merge, normalization, reshaping  # noqa: F401
+from tf_gpp.handlers.registry import (
+    Keep,
+    LayerHandler,
+    NodeContext,
+    OpaqueHandler,
+    get_handler,
+    is_supported,
+    register_handler,
+)
+
+__all__ = [
+    "Keep",
+    "LayerHandler",
+    "NodeContext",
+    "OpaqueHandler",
+    "get_handler",
+    "is_supported",
+    "register_handler",
+]

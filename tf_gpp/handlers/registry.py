@@ -1,0 +1,163 @@
+"""The handler registry: one small object per layer type.
+
+A handler knows two things about its layer type:
+
+* how channels flow through one call of the layer (:meth:`LayerHandler.propagate`):
+  which output channels are new, which are the input's channels passed through
+  (identity, concatenation offsets, flatten expansion, depthwise multiplier),
+  and which must be coupled or frozen;
+* how to rewrite the layer when channels go (:meth:`LayerHandler.new_config`,
+  :meth:`LayerHandler.weight_masks`) and how much it costs (:meth:`LayerHandler.macs`).
+
+Adding a layer type is one handler registered here with :func:`register_handler`.
+A layer type with no handler is treated as opaque: every channel that touches
+it is frozen (never pruned), so an unknown layer can never yield a wrong model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tf_gpp.graph.atoms import AtomTable
+
+Shape = tuple[int | None, ...]
+# weight name -> {axis: boolean keep mask along that axis}
+WeightMasks = dict[str, dict[int, np.ndarray]]
+
+
+@dataclass
+class NodeContext:
+    """What a handler sees of one call (node) of a layer while channels are traced."""
+
+    layer: Any
+    config: dict
+    in_atoms: list[np.ndarray]
+    in_shapes: list[Shape]
+    out_shapes: list[Shape]
+    atoms: AtomTable
+    extra_args: list[Any] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+    def new_atoms(self, n: int, frozen: str | None = None) -> np.ndarray:
+        """``n`` fresh channels created by this layer (frozen with a reason if given)."""
+        return self.atoms.new(n, self.name, frozen)
+
+    def unify(self, a: np.ndarray, b: np.ndarray) -> None:
+        """Couple channels position by position: pruning one prunes the other."""
+        self.atoms.union(a, b)
+
+    def freeze(self, a: np.ndarray, reason: str) -> np.ndarray:
+        """Mark channels as never prunable and return them."""
+        self.atoms.freeze(a, reason)
+        return a
+
+    def freeze_all(self, reason: str) -> list[np.ndarray]:
+        """The opaque treatment: freeze every input, emit frozen outputs."""
+        for a in self.in_atoms:
+            self.atoms.freeze(a, reason)
+        return [self.new_atoms(_channels(s), frozen=reason) for s in self.out_shapes]
+
+    def reason(self, why: str) -> str:
+        return f"layer '{self.name}' ({type(self.layer).__name__}) {why}"
+
+
+@dataclass
+class Keep:
+    """Boolean keep masks along the channel (last) axis of a node's tensors."""
+
+    inputs: list[np.ndarray]
+    outputs: list[np.ndarray]
+    in_shapes: list[Shape] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return not all(m.all() for m in (*self.inputs, *self.outputs))
+
+
+def _channels(shape: Shape) -> int:
+    if not shape or shape[-1] is None:
+        return 0
+    return int(shape[-1])
+
+
+def prod(dims: Sequence[int | None]) -> int:
+    """Product of known dimensions (unknown ones count as 1)."""
+    out = 1
+    for d in dims:
+        out *= int(d) if d is not None else 1
+    return out
+
+
+class LayerHandler:
+    """Base class: channel flow, rewrite and cost of one layer type.
+
+    The default is the *opaque* behaviour: inputs frozen, outputs frozen and
+    new, configuration and weights copied unchanged, zero MACs.
+    """
+
+    def propagate(self, ctx: NodeContext) -> list[np.ndarray]:
+        """Return the channel atoms of each output tensor of this call."""
+        return ctx.freeze_all(ctx.reason("has no channel handler; its channels are left as they are"))
+
+    def new_config(self, config: dict, keep: Keep, layer: Any) -> dict:
+        """Return the layer config after pruning (``config`` is a copy: edit freely)."""
+        return config
+
+    def weight_masks(self, layer: Any, keep: Keep) -> WeightMasks:
+        """Keep masks per weight name and axis; weights not named are copied whole."""
+        return {}
+
+    def macs(self, layer: Any, config: dict, in_shapes: list[Shape], out_shapes: list[Shape]) -> int:
+        """Multiply-accumulates of one call, per sample."""
+        return 0
+
+
+class OpaqueHandler(LayerHandler):
+    """Explicitly opaque layers (channel-mixing, or unsupported on purpose)."""
+
+    def __init__(self, why: str = "mixes channels") -> None:
+        self.why = why
+
+    def propagate(self, ctx: NodeContext) -> list[np.ndarray]:
+        return ctx.freeze_all(ctx.reason(self.why))
+
+
+_REGISTRY: dict[type, LayerHandler] = {}
+_DEFAULT = LayerHandler()
+
+
+def register_handler(*layer_types: type) -> Callable[[Any], Any]:
+    """Register a handler (class or instance) for one or more layer classes.
+
+    Usable as a decorator on a :class:`LayerHandler` subclass, or called
+    directly: ``register_handler(MyLayer)(MyHandler())``. Lookup is by exact
+    class: a subclass of a supported layer is opaque until registered, since
+    its ``call`` may mix channels.
+    """
+
+    def wrap(handler: Any) -> Any:
+        instance = handler() if isinstance(handler, type) else handler
+        if not isinstance(instance, LayerHandler):
+            raise TypeError(f"{handler!r} is not a tf_gpp LayerHandler")
+        for t in layer_types:
+            _REGISTRY[t] = instance
+        return handler
+
+    return wrap
+
+
+def get_handler(layer: Any) -> LayerHandler:
+    """The handler for ``layer`` (the opaque default when none is registered)."""
+    return _REGISTRY.get(type(layer), _DEFAULT)
+
+
+def is_supported(layer: Any) -> bool:
+    return type(layer) in _REGISTRY

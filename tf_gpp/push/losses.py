@@ -1,0 +1,247 @@
+"""The push terms on one batch of feature-layer activations, as differentiable TF ops.
+
+For features F (B, M) and integer labels y, with per-class counts n_c, class
+means mu_c, batch mean mu and residuals R = F - mu_{y}::
+
+    var_w(j) = mean_i R_ij^2                    pooled within-class variance
+    var_b(j) = sum_c n_c (mu_cj - mu_j)^2 / B    between-class variance
+    v_j      = var_b(j) / (var_w(j) + r)         per-neuron Fisher ratio
+    r        = eps * mean_j var_w + eps^2 * mean_j (var_w + var_b) + 1e-12
+
+* separation   ``L_sep = -mean_j log(1 + v_j)`` (``form="diagonal"``), or the batch
+  LDA form ``-(1/K) sum_{k<K} log(1 + lambda_k)`` (``form="lda"``: eigenvalues of
+  ``(Sw + r I)^{-1/2} Sb (Sw + r I)^{-1/2}``, K = classes in the batch - 1);
+* decorrelation ``L_cov`` = mean squared off-diagonal entry of the within-class
+  correlation matrix ``R^T R / sqrt(d_i d_j)`` (``d`` = its diagonal + a small floor);
+* alignment ``L_align = (||s||_1 / ||s||_2 - 1) / (sqrt(M) - 1)`` with
+  ``s_j = sqrt(v_j + delta)``: normalised to [0, 1] — 0 when a single neuron
+  carries all discriminant power, 1 when all carry the same. ``delta =
+  1e-3 * mean(v)`` (no gradient) + 1e-8 keeps the square root's gradient bounded.
+
+Every term is finite, with finite gradients, for batches that miss classes, hold
+a single sample of a class, hold a single class (then ``L_sep = 0`` and
+``L_align = 1``: nothing to separate) or contain dead neurons. The ``eps^2``
+floor in ``r`` keeps ``v`` finite when every class in the batch is one sample
+(``var_w = 0``). Sample weights are not used: the terms describe the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+__all__ = [
+    "PushLoss",
+    "batch_class_stats",
+    "separation_loss",
+    "decorrelation_loss",
+    "alignment_loss",
+    "push_terms",
+    "SEPARATION_FORMS",
+]
+
+SEPARATION_FORMS = ("diagonal", "lda")
+_TINY = 1e-12
+
+
+def _sparse_labels(labels: Any, num_classes: int) -> tf.Tensor:
+    """int32 class indices from sparse ``(B,)``/``(B, 1)`` or one-hot ``(B, C)`` labels.
+
+    A single sigmoid output (``num_classes == 2`` with ``(B, 1)`` float targets) is
+    thresholded at 0.5.
+    """
+    y = tf.convert_to_tensor(labels)
+    if y.shape.rank == 2 and y.shape[-1] == 1:
+        y = y[:, 0]
+    if y.shape.rank == 2:
+        return tf.argmax(y, axis=-1, output_type=tf.int32)
+    if y.dtype.is_floating:
+        y = tf.round(y)
+    return tf.cast(y, tf.int32)
+
+
+def batch_class_stats(
+    features: Any, labels: Any, num_classes: int, eps: float = 1e-3
+) -> dict[str, tf.Tensor]:
+    """Per-batch class statistics shared by the push terms (see the module docstring).
+
+    Returns a dict with ``residual (B, M)``, ``centered_means (C, M)``, ``counts (C,)``,
+    ``var_w``, ``var_b``, ``fisher`` (the ``v_j``, M,), ``shrinkage`` and ``batch``.
+    Labels outside ``[0, C)`` are ignored (they fall in no class).
+    """
+    f = tf.convert_to_tensor(features)
+    if f.shape.rank != 2:
+        f = tf.reshape(f, [tf.shape(f)[0], -1])
+    f = tf.cast(f, tf.float32)
+    y = _sparse_labels(labels, num_classes)
+    onehot = tf.one_hot(y, num_classes, dtype=tf.float32)
+    counts = tf.reduce_sum(onehot, axis=0)
+    batch = tf.maximum(tf.reduce_sum(counts), 1.0)
+    sums = tf.matmul(onehot, f, transpose_a=True)
+    means = sums / tf.maximum(counts, 1.0)[:, None]
+    mean = tf.reduce_sum(sums, axis=0) / batch  # same ops as `means` for a one-class batch
+    in_class = tf.reduce_sum(onehot, axis=1, keepdims=True)
+    resid = (f - tf.matmul(onehot, means)) * in_class
+    centered = (means - mean[None, :]) * tf.cast(counts > 0, tf.float32)[:, None]
+    var_w = tf.reduce_sum(resid * resid, axis=0) / batch
+    var_b = tf.reduce_sum(counts[:, None] * centered * centered, axis=0) / batch
+    r = eps * tf.reduce_mean(var_w) + eps * eps * tf.reduce_mean(var_w + var_b) + _TINY
+    return {
+        "residual": resid,
+        "centered_means": centered,
+        "counts": counts,
+        "batch": batch,
+        "var_w": var_w,
+        "var_b": var_b,
+        "fisher": var_b / (var_w + r),
+        "shrinkage": r,
+    }
+
+
+def _separation_lda(st: dict[str, tf.Tensor], eps: float) -> tf.Tensor:
+    resid, cm, counts, batch = st["residual"], st["centered_means"], st["counts"], st["batch"]
+    m = tf.shape(resid)[1]
+    sw = tf.matmul(resid, resid, transpose_a=True) / batch
+    sb = tf.matmul(cm * counts[:, None], cm, transpose_a=True) / batch
+    tr_w = tf.linalg.trace(sw) / tf.cast(m, tf.float32)
+    tr_t = tr_w + tf.linalg.trace(sb) / tf.cast(m, tf.float32)
+    r = eps * tr_w + eps * eps * tr_t + _TINY
+    chol = tf.linalg.cholesky(sw + r * tf.eye(m))
+    half = tf.linalg.triangular_solve(chol, sb, lower=True)
+    whitened = tf.linalg.triangular_solve(chol, tf.transpose(half), lower=True)
+    whitened = 0.5 * (whitened + tf.transpose(whitened))
+    lam = tf.maximum(tf.reverse(tf.linalg.eigvalsh(whitened), axis=[0]), 0.0)
+    k = tf.minimum(tf.reduce_sum(tf.cast(counts > 0, tf.int32)) - 1, m)
+    mask = tf.cast(tf.range(m) < k, tf.float32)
+    return -tf.reduce_sum(mask * tf.math.log1p(lam)) / tf.maximum(tf.cast(k, tf.float32), 1.0)
+
+
+def separation_loss(
+    features: Any, labels: Any, num_classes: int, eps: float = 1e-3, form: str = "diagonal"
+) -> tf.Tensor:
+    """``L_sep``: ``-mean_j log(1 + v_j)`` (``"diagonal"``) or the batch-LDA form (``"lda"``)."""
+    st = batch_class_stats(features, labels, num_classes, eps)
+    return _separation(st, eps, form)
+
+
+def _separation(st: dict[str, tf.Tensor], eps: float, form: str) -> tf.Tensor:
+    if form == "diagonal":
+        return -tf.reduce_mean(tf.math.log1p(st["fisher"]))
+    if form == "lda":
+        return _separation_lda(st, eps)
+    raise ValueError(f"unknown separation form {form!r}; choose one of {SEPARATION_FORMS}")
+
+
+def _decorrelation(st: dict[str, tf.Tensor], eps: float) -> tf.Tensor:
+    resid, batch = st["residual"], st["batch"]
+    m = tf.shape(resid)[1]
+    cov = tf.matmul(resid, resid, transpose_a=True) / batch
+    diag = tf.linalg.diag_part(cov)
+    d = diag + eps * tf.reduce_mean(diag) + _TINY
+    inv_sd = tf.math.rsqrt(d)
+    corr = cov * inv_sd[:, None] * inv_sd[None, :]
+    off = tf.reduce_sum(corr * corr) - tf.reduce_sum(tf.square(tf.linalg.diag_part(corr)))
+    pairs = tf.cast(m * (m - 1), tf.float32)
+    return tf.where(pairs > 0, off / tf.maximum(pairs, 1.0), 0.0)
+
+
+def decorrelation_loss(
+    features: Any, labels: Any, num_classes: int, eps: float = 1e-3
+) -> tf.Tensor:
+    """``L_cov``: mean squared off-diagonal entry of the within-class correlation matrix."""
+    return _decorrelation(batch_class_stats(features, labels, num_classes, eps), eps)
+
+
+def _alignment(st: dict[str, tf.Tensor]) -> tf.Tensor:
+    v = st["fisher"]
+    m = tf.cast(tf.shape(v)[0], tf.float32)
+    delta = tf.stop_gradient(1e-3 * tf.reduce_mean(v)) + 1e-8
+    s = tf.sqrt(v + delta)
+    ratio = tf.reduce_sum(s) / tf.sqrt(tf.reduce_sum(s * s))
+    sqrt_m = tf.sqrt(m)
+    return tf.where(sqrt_m > 1.0, (ratio - 1.0) / tf.maximum(sqrt_m - 1.0, 1e-6), 0.0)
+
+
+def alignment_loss(features: Any, labels: Any, num_classes: int, eps: float = 1e-3) -> tf.Tensor:
+    """``L_align``: ``||sqrt v||_1 / ||sqrt v||_2`` normalised to [0, 1] (low = concentrated)."""
+    return _alignment(batch_class_stats(features, labels, num_classes, eps))
+
+
+def push_terms(
+    features: Any, labels: Any, num_classes: int, eps: float = 1e-3, form: str = "diagonal"
+) -> dict[str, tf.Tensor]:
+    """All three unweighted terms ``{"sep", "cov", "align"}`` from one shared pass."""
+    st = batch_class_stats(features, labels, num_classes, eps)
+    return {
+        "sep": _separation(st, eps, form),
+        "cov": _decorrelation(st, eps),
+        "align": _alignment(st),
+    }
+
+
+@keras.saving.register_keras_serializable(package="tf_gpp")
+class PushLoss(keras.losses.Loss):
+    """The weighted push objective ``a * L_sep + b * L_cov + g * L_align``.
+
+    As a Keras loss it takes ``(labels, features)``, so it can also be attached to a
+    feature output of a multi-output model; :class:`~tf_gpp.push.PushModel` uses
+    :meth:`terms` and its own (schedulable) weights instead.
+
+    Args:
+        a, b, g: weights of separation, decorrelation and alignment.
+        num_classes: C; may be left ``None`` when labels are one-hot.
+        separation: ``"diagonal"`` (stable, default) or ``"lda"`` (batch eigenvalues).
+        eps: relative shrinkage of the within-class variance.
+    """
+
+    def __init__(
+        self,
+        a: float = 0.3,
+        b: float = 0.1,
+        g: float = 1.0,
+        num_classes: int | None = None,
+        separation: str = "diagonal",
+        eps: float = 1e-3,
+        name: str = "push_loss",
+        **kwargs: Any,
+    ):
+        super().__init__(name=name, **kwargs)
+        if separation not in SEPARATION_FORMS:
+            raise ValueError(f"separation must be one of {SEPARATION_FORMS}, got {separation!r}")
+        if eps <= 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        self.a, self.b, self.g = float(a), float(b), float(g)
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.separation = separation
+        self.eps = float(eps)
+
+    def terms(
+        self, features: Any, labels: Any, num_classes: int | None = None
+    ) -> dict[str, tf.Tensor]:
+        """Unweighted ``{"sep", "cov", "align"}`` on one batch."""
+        c = num_classes or self.num_classes
+        if c is None:
+            y = tf.convert_to_tensor(labels)
+            if y.shape.rank == 2 and y.shape[-1] not in (None, 1):
+                c = int(y.shape[-1])
+            else:
+                raise ValueError("PushLoss needs num_classes for sparse labels.")
+        return push_terms(features, labels, int(c), self.eps, self.separation)
+
+    def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
+        t = self.terms(y_pred, y_true)
+        return self.a * t["sep"] + self.b * t["cov"] + self.g * t["align"]
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            a=self.a,
+            b=self.b,
+            g=self.g,
+            num_classes=self.num_classes,
+            separation=self.separation,
+            eps=self.eps,
+        )
+        return config

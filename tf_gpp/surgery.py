@@ -1,0 +1,170 @@
+"""Apply a pruning plan: new layer configs + sliced weights -> a new functional model.
+
+The user's model is never modified: the slim model is rebuilt from the
+(edited) functional config and receives sliced copies of the weights.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+import keras
+import numpy as np
+
+from tf_gpp.errors import UnsupportedModelError
+from tf_gpp.graph.dependency import DependencyGraph
+from tf_gpp.handlers import get_handler
+from tf_gpp.handlers.registry import WeightMasks
+
+
+def prune_channels(
+    model: keras.Model | DependencyGraph,
+    request: dict[str, Iterable[int]],
+) -> keras.Model:
+    """Remove output channels of layers, with every channel coupled to them.
+
+    Args:
+        model: a functional or Sequential Keras model (or its
+            :class:`~tf_gpp.graph.DependencyGraph`, to reuse an analysis).
+        request: ``{layer_name: [output channel indices]}``. Each channel is
+            expanded to its whole coupled unit (the BatchNorm after a conv, the
+            other branches of an ``Add``, the rows of the next Dense...).
+
+    Returns:
+        A new functional ``keras.Model`` with the same layer names, fewer
+        channels, and the remaining weights copied. It is not compiled unless
+        the original was (then it gets the same compile config).
+
+    Raises:
+        PruningRequestError: unknown layer, index out of range, channels that
+            reach a model output or a frozen layer, or a group emptied.
+    """
+    dep = model if isinstance(model, DependencyGraph) else DependencyGraph(model)
+    removed = dep.resolve({k: list(v) for k, v in request.items()})
+    return rebuild(dep, removed)
+
+
+def slice_weight(w: np.ndarray, masks: dict[int, np.ndarray], what: str) -> np.ndarray:
+    for axis, mask in masks.items():
+        ax = axis % w.ndim
+        if w.shape[ax] != len(mask):
+            raise UnsupportedModelError(
+                f"{what}: axis {ax} has size {w.shape[ax]} but {len(mask)} channels were traced"
+            )
+        w = np.compress(mask, w, axis=ax)
+    return w
+
+
+def layer_weight_masks(dep: DependencyGraph, removed: np.ndarray) -> dict[str, tuple[Any, WeightMasks, dict]]:
+    """For every layer touched by ``removed``: (layer, weight masks, new config)."""
+    g = dep.graph
+    out: dict[str, tuple[Any, WeightMasks, dict]] = {}
+    for node in g.nodes:
+        if node.node_index != 0 or not node.inputs:
+            continue
+        keep = dep.keep_masks(node, removed)
+        if not keep.changed:
+            continue
+        layer = g.op(node.layer_name)
+        handler = get_handler(layer)
+        config = handler.new_config(g.layer_config(node.layer_name), keep, layer)
+        out[node.layer_name] = (layer, handler.weight_masks(layer, keep), config)
+    return out
+
+
+def custom_objects(ops: Iterable[Any]) -> dict[str, type]:
+    """The model's own non-Keras layer classes, so its config deserializes."""
+    out: dict[str, type] = {}
+    for op in ops:
+        cls = type(op)
+        if not cls.__module__.startswith("keras."):
+            out[cls.__name__] = cls
+            out[keras.saving.get_registered_name(cls)] = cls
+    return out
+
+
+def _named_weights(layer: Any) -> list[tuple[str, Any]]:
+    return [(v.name.split("/")[-1], v) for v in getattr(layer, "weights", [])]
+
+
+def rebuild(dep: DependencyGraph, removed: set[int] | np.ndarray) -> keras.Model:
+    """Rebuild ``dep``'s model without the units in ``removed``."""
+    g = dep.graph
+    removed_arr = np.fromiter(removed, dtype=np.int64, count=len(removed))
+    changes = layer_weight_masks(dep, removed_arr)
+    config = copy.deepcopy(g.config)
+    for entry in config["layers"]:
+        if entry["name"] in changes:
+            entry["config"] = changes[entry["name"]][2]
+            entry.pop("build_config", None)  # rebuilt from the new input shapes
+    try:
+        new = keras.Model.from_config(config, custom_objects=custom_objects(g.ops.values()))
+    except Exception as e:  # noqa: BLE001 - name the layer-level cause for the user
+        raise UnsupportedModelError(
+            f"could not rebuild model '{g.model.name}' from its config ({type(e).__name__}: {e}). "
+            "Custom layers must implement get_config() and be registered with "
+            "keras.saving.register_keras_serializable()."
+        ) from e
+    for name, op in g.ops.items():
+        if not getattr(op, "weights", None):
+            continue
+        target = new.get_layer(name)
+        values = op.get_weights()
+        if name in changes:
+            masks = changes[name][1]
+            values = [
+                slice_weight(v, masks[wn], f"layer '{name}' weight '{wn}'") if wn in masks else v
+                for (wn, _), v in zip(_named_weights(op), values, strict=True)
+            ]
+        try:
+            target.set_weights(values)
+        except ValueError as e:
+            raise UnsupportedModelError(
+                f"layer '{name}' ({type(op).__name__}): sliced weights do not fit the rebuilt layer "
+                f"({e}). Its handler does not match the layer; register a correct one with "
+                "tf_gpp.register_handler."
+            ) from e
+    _recompile(g.source, new)
+    return new
+
+
+def _recompile(source: keras.Model, new: keras.Model) -> None:
+    if not getattr(source, "compiled", False):
+        return
+    try:
+        cfg = source.get_compile_config()
+        if cfg:
+            new.compile_from_config(cfg)
+    except Exception:  # noqa: BLE001 - compiling is a convenience, the model is complete
+        pass
+
+
+def zero_pruned_weights(dep: DependencyGraph, removed: set[int]) -> keras.Model:
+    """A copy of the model where every weight slice that ``rebuild`` would drop is zero.
+
+    The removed channels then have no effect on the kept ones, so this model's
+    outputs must equal the rebuilt model's: the correctness rule of the engine.
+    """
+    g = dep.graph
+    removed_arr = np.fromiter(removed, dtype=np.int64, count=len(removed))
+    changes = layer_weight_masks(dep, removed_arr)
+    clone = keras.Model.from_config(copy.deepcopy(g.config), custom_objects=custom_objects(g.ops.values()))
+    for name, op in g.ops.items():
+        if not getattr(op, "weights", None):
+            continue
+        values = op.get_weights()
+        if name in changes:
+            masks = changes[name][1]
+            zeroed = []
+            for (wn, _), v in zip(_named_weights(op), values, strict=True):
+                v = v.copy()
+                for axis, mask in masks.get(wn, {}).items():
+                    index = [slice(None)] * v.ndim
+                    index[axis % v.ndim] = ~mask
+                    v[tuple(index)] = 0
+                zeroed.append(v)
+            values = zeroed
+        clone.get_layer(name).set_weights(values)
+    return clone

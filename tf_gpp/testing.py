@@ -1,0 +1,67 @@
+"""The engine's correctness rule as a reusable check.
+
+If the removed channels have no effect on the kept ones (every weight slice
+the surgery drops set to zero), the rebuilt model's outputs must equal the
+original's, to float32 tolerance. Used by the tests and the coverage benchmark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import keras
+import numpy as np
+
+from tf_gpp.graph.dependency import DependencyGraph
+from tf_gpp.surgery import rebuild, zero_pruned_weights
+
+
+def random_request(
+    dep: DependencyGraph, fraction: float, seed: int = 0, groups: Iterable[int] | None = None
+) -> dict[int, list[int]]:
+    """``{group index: unit indices}`` removing ``fraction`` of each group (at least one kept)."""
+    rng = np.random.default_rng(seed)
+    plan: dict[int, list[int]] = {}
+    for gi in groups if groups is not None else range(len(dep.groups)):
+        size = dep.groups[gi].size
+        n = min(int(round(size * fraction)), size - 1)
+        if n > 0:
+            plan[gi] = sorted(rng.choice(size, n, replace=False).tolist())
+    return plan
+
+
+def sample_inputs(model: keras.Model, batch: int = 2, seed: int = 0) -> list[np.ndarray]:
+    """Random inputs matching the model's input shapes (integers for int inputs)."""
+    rng = np.random.default_rng(seed)
+    xs = []
+    for t in model.inputs:
+        shape = (batch, *[d if d is not None else 8 for d in t.shape[1:]])
+        if "int" in str(t.dtype):
+            xs.append(rng.integers(0, 4, size=shape).astype(str(t.dtype)))
+        else:
+            xs.append(rng.standard_normal(shape).astype("float32"))
+    return xs
+
+
+def equivalence_error(
+    model: keras.Model,
+    plan: dict[int, list[int]],
+    inputs: list[np.ndarray] | None = None,
+    dep: DependencyGraph | None = None,
+) -> tuple[float, keras.Model]:
+    """Prune ``plan`` and return (max |slim - zeroed| / max |zeroed| over outputs, slim model)."""
+    dep = dep or DependencyGraph(model)
+    removed = dep.removed_units(plan)
+    slim = rebuild(dep, removed)
+    zeroed = zero_pruned_weights(dep, removed)
+    inputs = inputs if inputs is not None else sample_inputs(model)
+    a = keras.tree.flatten(zeroed(inputs if len(inputs) > 1 else inputs[0], training=False))
+    b = keras.tree.flatten(slim(inputs if len(inputs) > 1 else inputs[0], training=False))
+    err = 0.0
+    for x, y in zip(a, b, strict=True):
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if x.shape != y.shape:
+            raise AssertionError(f"output shapes differ: {x.shape} vs {y.shape}")
+        scale = max(float(np.abs(x).max()), 1e-30)
+        err = max(err, float(np.abs(x - y).max()) / scale)
+    return err, slim
