@@ -42,7 +42,7 @@ def prune_channels(
             reach a model output or a frozen layer, or a group emptied.
     """
     dep = model if isinstance(model, DependencyGraph) else DependencyGraph(model)
-    removed = dep.resolve({k: list(v) for k, v in request.items()})
+    removed = dep.resolve(request)
     return rebuild(dep, removed)
 
 
@@ -85,6 +85,24 @@ def custom_objects(ops: Iterable[Any]) -> dict[str, type]:
     return out
 
 
+def _from_config(config: dict, ops: Iterable[Any]) -> keras.Model:
+    """Deserialize a functional config of a model that is live in this process.
+
+    A ``Lambda`` of the live model is the user's own code already running here
+    (not an untrusted file), so safe mode is lifted for this one call.
+    """
+    ops = list(ops)
+    custom = custom_objects(ops)
+    if any(isinstance(op, keras.layers.Lambda) for op in ops):
+        try:
+            from keras.src.saving.serialization_lib import SafeModeScope
+        except ImportError:  # pragma: no cover - Keras layout changed
+            return keras.Model.from_config(config, custom_objects=custom)
+        with SafeModeScope(False):
+            return keras.Model.from_config(config, custom_objects=custom)
+    return keras.Model.from_config(config, custom_objects=custom)
+
+
 def _named_weights(layer: Any) -> list[tuple[str, Any]]:
     return [(v.name.split("/")[-1], v) for v in getattr(layer, "weights", [])]
 
@@ -100,7 +118,7 @@ def rebuild(dep: DependencyGraph, removed: set[int] | np.ndarray) -> keras.Model
             entry["config"] = changes[entry["name"]][2]
             entry.pop("build_config", None)  # rebuilt from the new input shapes
     try:
-        new = keras.Model.from_config(config, custom_objects=custom_objects(g.ops.values()))
+        new = _from_config(config, g.ops.values())
     except Exception as e:  # noqa: BLE001 - name the layer-level cause for the user
         raise UnsupportedModelError(
             f"could not rebuild model '{g.model.name}' from its config ({type(e).__name__}: {e}). "
@@ -150,7 +168,7 @@ def zero_pruned_weights(dep: DependencyGraph, removed: set[int]) -> keras.Model:
     g = dep.graph
     removed_arr = np.fromiter(removed, dtype=np.int64, count=len(removed))
     changes = layer_weight_masks(dep, removed_arr)
-    clone = keras.Model.from_config(copy.deepcopy(g.config), custom_objects=custom_objects(g.ops.values()))
+    clone = _from_config(copy.deepcopy(g.config), g.ops.values())
     for name, op in g.ops.items():
         if not getattr(op, "weights", None):
             continue

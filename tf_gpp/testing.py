@@ -45,13 +45,19 @@ def sample_inputs(model: keras.Model, batch: int = 2, seed: int = 0) -> list[np.
 
 def equivalence_error(
     model: keras.Model,
-    plan: dict[int, list[int]],
+    plan: dict[int, list[int]] | dict[str, list[int]],
     inputs: list[np.ndarray] | None = None,
     dep: DependencyGraph | None = None,
 ) -> tuple[float, keras.Model]:
-    """Prune ``plan`` and return (max |slim - zeroed| / max |zeroed| over outputs, slim model)."""
+    """Prune ``plan`` and return (max |slim - zeroed| / max |zeroed| over outputs, slim model).
+
+    ``plan`` is ``{group index: unit indices}`` or a request ``{layer name: channels}``.
+    """
     dep = dep or DependencyGraph(model)
-    removed = dep.removed_units(plan)
+    if all(isinstance(k, str) for k in plan):
+        removed = dep.resolve(plan)
+    else:
+        removed = dep.removed_units(plan)
     slim = rebuild(dep, removed)
     zeroed = zero_pruned_weights(dep, removed)
     inputs = inputs if inputs is not None else sample_inputs(model)
@@ -65,3 +71,16 @@ def equivalence_error(
         scale = max(float(np.abs(x).max()), 1e-30)
         err = max(err, float(np.abs(x - y).max()) / scale)
     return err, slim
+
+
+def assert_equivalent(
+    model: keras.Model,
+    plan: dict[int, list[int]] | dict[str, list[int]],
+    inputs: list[np.ndarray] | None = None,
+    rtol: float = 1e-5,
+) -> keras.Model:
+    """Assert the correctness rule for ``plan`` and return the slim model."""
+    err, slim = equivalence_error(model, plan, inputs)
+    if not err <= rtol:
+        raise AssertionError(f"slim model differs from the zeroed original: relative error {err:.3g} > {rtol}")
+    return slim

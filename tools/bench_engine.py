@@ -33,7 +33,6 @@ from _report import RESULTS, machine_info, machine_line, markdown_table, write_a
 
 import tf_gpp  # noqa: E402
 from tf_gpp.graph import DependencyGraph  # noqa: E402
-from tf_gpp.surgery import rebuild  # noqa: E402
 from tf_gpp.testing import equivalence_error, random_request  # noqa: E402
 
 APPS = [

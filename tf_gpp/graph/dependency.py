@@ -195,6 +195,8 @@ class DependencyGraph:
             )
         removed: set[int] = set()
         for name, indices in request.items():
+            if isinstance(indices, int | np.integer):
+                indices = [indices]
             if name not in self.graph.ops:
                 known = ", ".join(list(self.graph.ops)[:8])
                 raise PruningRequestError(f"no layer named '{name}' in the model (layers: {known}, ...)")

@@ -1,6 +1,7 @@
 """Per-layer-type handlers in one registry (importing this registers them all)."""
 
 from tf_gpp.handlers import conv, core, elementwise, merge, normalization, reshaping  # noqa: F401
+from tf_gpp.handlers.common import IdentityHandler as IdentityLikeHandler
 from tf_gpp.handlers.registry import (
     Keep,
     LayerHandler,
@@ -12,6 +13,7 @@ from tf_gpp.handlers.registry import (
 )
 
 __all__ = [
+    "IdentityLikeHandler",
     "Keep",
     "LayerHandler",
     "NodeContext",
