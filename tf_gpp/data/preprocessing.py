@@ -85,9 +85,15 @@ class Preprocessing:
         x = np.asarray(x)
         if x.ndim < 2 or x.shape[0] == 0:
             raise DataError(f"Preprocessing.fit needs a non-empty batch of inputs, got shape {x.shape}.")
-        scaled = x.reshape(-1, x.shape[-1]).astype(np.float64) * scale + offset
-        mean = scaled.mean(axis=0)
-        std = scaled.std(axis=0)
+        flat = x.reshape(-1, x.shape[-1])
+        total = np.zeros(flat.shape[1])
+        sq = np.zeros(flat.shape[1])
+        for start in range(0, len(flat), 1 << 20):  # bounded float64 copies
+            chunk = flat[start : start + (1 << 20)].astype(np.float64) * scale + offset
+            total += chunk.sum(axis=0)
+            sq += (chunk * chunk).sum(axis=0)
+        mean = total / len(flat)
+        std = np.sqrt(np.maximum(sq / len(flat) - mean**2, 0.0))
         std = np.where(std > 1e-12, std, 1.0)
         return cls(scale=scale, offset=offset, mean=tuple(mean), std=tuple(std))
 

@@ -193,6 +193,10 @@ class ModelGraph:
             raise UnsupportedModelError("the model graph has a cycle or a dangling reference")
         return out
 
+    def nodes_of(self, name: str) -> list[Node]:
+        """The calls of layer ``name``, in call order."""
+        return sorted((n for n in self.nodes if n.layer_name == name), key=lambda n: n.node_index)
+
     def op(self, name: str) -> Any:
         return self.ops[name]
 

@@ -2,7 +2,7 @@
 
 from tf_gpp.grow.cost import Cost, model_cost
 from tf_gpp.grow.errors import GrowError
-from tf_gpp.grow.grower import ACTIONS, Grower, GrowResult, grow
+from tf_gpp.grow.grower import ACTIONS, BASELINES, Grower, GrowResult, grow
 from tf_gpp.grow.inception import build_inception, conv_bn_relu, inception_module, reduction_module
 from tf_gpp.grow.spec import (
     NORMAL_WIDTHS,
@@ -17,6 +17,7 @@ from tf_gpp.grow.transfer import inbound_layers, transfer_weights
 
 __all__ = [
     "ACTIONS",
+    "BASELINES",
     "NORMAL_WIDTHS",
     "REDUCTION_WIDTHS",
     "Cost",

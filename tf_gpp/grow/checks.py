@@ -32,6 +32,8 @@ def _check_pipeline(ds: Any, what: str) -> tuple[Any, Any]:
     if not isinstance(spec, tuple) or len(spec) != 2:
         raise DataError(f"{what} must yield (x, y) pairs; its elements are {spec}.")
     x_spec, y_spec = spec
+    if not hasattr(x_spec, "shape") or not hasattr(y_spec, "shape"):
+        raise DataError(f"{what} must yield (x, y) tensors (one input, one label); got {spec}.")
     if x_spec.shape.rank != 4:
         raise DataError(
             f"{what} yields x of shape {x_spec.shape}; grow needs batched images (batch, H, W, C)."

@@ -15,16 +15,22 @@ the first accepted candidate ends the round. Growth stops after ``max_rounds``
 rounds, or when no candidate of a round is accepted (all over budget, or none
 improved).
 
-Note: the candidate trains for more epochs in total than the network it is
-compared to, so part of an improvement can come from training alone;
-``min_delta`` is the guard against accepting that.
+What a candidate is compared with (``baseline``):
+
+* ``"incumbent"`` (default): the current network's last validation accuracy.
+  The candidate has then trained ``epochs_per_round`` epochs more in total,
+  so part of a gain can come from training alone; ``min_delta`` guards it.
+* ``"continued"``: each round first trains the current network for the same
+  ``epochs_per_round`` (history action ``"continue"``), candidates still warm
+  start from the weights it had before, and must beat the continued network.
+  A fair comparison at the cost of one extra training per round.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -37,16 +43,17 @@ from tf_gpp.grow.spec import InceptionSpec, default_start_spec
 from tf_gpp.grow.transfer import transfer_weights
 
 ACTIONS = ("add", "widen")
+BASELINES = ("incumbent", "continued")
 
 OptimizerLike = str | keras.optimizers.Optimizer | Callable[[], keras.optimizers.Optimizer]
 
 
 @dataclass
 class GrowResult:
-    """The grown, trained model and one history entry per step.
+    """The grown, trained model, its spec and cost, why growth stopped, and the history.
 
     History entries: ``step``, ``round``, ``action`` (``"start"``/``"add"``/
-    ``"widen"``), ``target`` (module added or widened), ``modules`` (count),
+    ``"widen"``/``"continue"``), ``target`` (module added or widened), ``modules`` (count),
     ``name`` (``"Inception-N"``), ``params``, ``macs``, ``val_accuracy``,
     ``val_loss`` (``None`` when skipped), ``accepted``, ``reason``, ``epochs``,
     ``seconds`` and ``spec`` (the candidate's ``InceptionSpec.to_dict()``).
@@ -56,12 +63,12 @@ class GrowResult:
     history: list[dict[str, Any]]
     spec: InceptionSpec
     stop_reason: str
-    cost: Cost = field(default_factory=lambda: Cost(0, 0))
+    cost: Cost
 
     @property
     def val_accuracy(self) -> float:
         """Validation accuracy of the returned model."""
-        return max(h["val_accuracy"] for h in self.history if h["accepted"])
+        return [h for h in self.history if h["accepted"]][-1]["val_accuracy"]
 
     def summary(self) -> str:
         lines = [_format_step(h) for h in self.history]
@@ -113,6 +120,7 @@ class Grower:
         learning_rate: float = 1e-3,
         callbacks: Sequence[keras.callbacks.Callback] | None = None,
         compile_kwargs: dict[str, Any] | None = None,
+        baseline: str = "incumbent",
         seed: int | None = None,
         verbose: int = 1,
     ) -> None:
@@ -140,6 +148,9 @@ class Grower:
         if not widen_factor > 1.0:
             raise GrowError(f"widen_factor must be > 1, got {widen_factor!r}.")
         self.widen_factor = float(widen_factor)
+        if baseline not in BASELINES:
+            raise GrowError(f"baseline must be one of {BASELINES}, got {baseline!r}.")
+        self.baseline = baseline
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.callbacks = list(callbacks or [])
@@ -159,7 +170,8 @@ class Grower:
         start = self.start
         if start is None or isinstance(start, int):
             return default_start_spec(
-                input_shape, num_classes, width=self.start_width, modules=start or 2
+                input_shape, num_classes, width=self.start_width,
+                modules=2 if start is None else start,
             )
         spec = InceptionSpec.from_dict(start) if isinstance(start, dict) else start
         if not isinstance(spec, InceptionSpec):
@@ -222,8 +234,13 @@ class Grower:
     def run(self, train_data: Any, val_data: Any | None = None) -> GrowResult:
         """Grow on ``train_data`` (a ``tf.data.Dataset`` of ``(x, y)`` batches or a
         :class:`tf_gpp.data.Dataset`), judging steps on ``val_data``."""
+        input_shape, num_classes = self.input_shape, self.num_classes
+        if isinstance(self.start, InceptionSpec | dict):  # the start net knows its shapes
+            start = self.start if isinstance(self.start, InceptionSpec) else InceptionSpec.from_dict(self.start)
+            input_shape = input_shape if input_shape is not None else start.input_shape
+            num_classes = num_classes if num_classes is not None else start.num_classes
         train, val, input_shape, num_classes = resolve_data(
-            train_data, val_data, self.input_shape, self.num_classes
+            train_data, val_data, input_shape, num_classes
         )
         spec = self.start_spec(input_shape, num_classes)
         if self.seed is not None:
@@ -261,20 +278,40 @@ class Grower:
 
         stop_reason = f"max_rounds ({self.max_rounds}) reached"
         for round_ in range(1, self.max_rounds + 1):
-            accepted = False
-            over_budget = 0
+            t0 = time.perf_counter()
+            trainable = []
             proposals = self.candidates(spec)
             for action, target, cand_spec in proposals:
-                t0 = time.perf_counter()
                 cand = build_inception(cand_spec)
                 cand_cost = model_cost(cand)
                 violation = budget_violation(cand_cost, self.max_params, self.max_macs)
                 if violation:
-                    over_budget += 1
                     record(round_, action, target, cand_spec, cand_cost, None, None, False,
                            f"over budget: {violation}", 0, t0)
-                    continue
-                transfer_weights(model, cand)
+                    t0 = time.perf_counter()
+                else:
+                    trainable.append((action, target, cand_spec, cand, cand_cost))
+            if not proposals:
+                stop_reason = "no candidates: nothing to widen (the net has no modules)"
+                break
+            if not trainable:
+                stop_reason = "budget: every candidate exceeds max_params/max_macs"
+                break
+
+            source = model
+            if self.baseline == "continued":
+                # Candidates start from the current weights; the current net trains as
+                # long as they do, and they must beat it after that.
+                source = build_inception(spec)
+                source.set_weights(model.get_weights())
+                best_acc, best_loss = self.train(model, spec, train, val, self.epochs_per_round)
+                record(round_, "continue", None, spec, cost, best_acc, best_loss, True,
+                       "baseline", self.epochs_per_round, t0)
+
+            accepted = False
+            for action, target, cand_spec, cand, cand_cost in trainable:
+                t0 = time.perf_counter()
+                transfer_weights(source, cand)
                 acc, loss = self.train(cand, cand_spec, train, val, self.epochs_per_round)
                 gain = acc - best_acc
                 if gain > self.min_delta:
@@ -286,10 +323,7 @@ class Grower:
                 record(round_, action, target, cand_spec, cand_cost, acc, loss, False,
                        f"{gain:+.4f} <= min_delta {self.min_delta}", self.epochs_per_round, t0)
             if not accepted:
-                if over_budget == len(proposals):
-                    stop_reason = "budget: every candidate exceeds max_params/max_macs"
-                else:
-                    stop_reason = f"no improvement above min_delta={self.min_delta}"
+                stop_reason = f"no improvement above min_delta={self.min_delta}"
                 break
 
         result = GrowResult(model=model, history=history, spec=spec, stop_reason=stop_reason, cost=cost)
@@ -316,15 +350,17 @@ def grow(
     epochs_per_round: int = 2,
     **kwargs: Any,
 ) -> GrowResult:
-    """Grow an Inception classifier on the data; see the module docstring for the procedure.
+    """Grow an Inception classifier on the data (procedure and ``baseline``: module docstring).
 
     Args:
         train_data: ``tf.data.Dataset`` of ``(x, y)`` batches (sparse integer
             labels), or a :class:`tf_gpp.data.Dataset` (then ``val_data``,
             ``input_shape`` and ``num_classes`` default to its own).
         val_data: validation pipeline the accept/reject decision is made on.
-        input_shape: ``(H, W, C)``; inferred from ``train_data`` when omitted.
-        num_classes: number of classes (>= 2).
+        input_shape: ``(H, W, C)``; inferred from the start spec or ``train_data``
+            when omitted.
+        num_classes: number of classes (>= 2); defaults to the data bundle's or
+            the start spec's.
         start: starting net: ``None`` (stem + 2 modules, see
             :func:`default_start_spec`), a module count, or an ``InceptionSpec``.
         max_params, max_macs: budget; candidates above it are not trained.
@@ -336,7 +372,8 @@ def grow(
             ``start_epochs``, ``actions`` (``("add", "widen")``), ``widen_factor``
             (1.5), ``optimizer`` (``"adam"``; a name, Optimizer or factory),
             ``learning_rate`` (1e-3), ``callbacks`` (for ``fit``), ``compile_kwargs``
-            (extra ``compile`` arguments, e.g. ``{"jit_compile": False}``), ``seed`` (sets Keras'
+            (extra ``compile`` arguments, e.g. ``{"jit_compile": False}``),
+            ``baseline`` (``"incumbent"`` or ``"continued"``, see above), ``seed`` (sets Keras'
             global seed), ``verbose`` (0 silent, 1 one line per step, 2 also
             per-epoch lines).
 

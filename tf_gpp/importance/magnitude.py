@@ -1,0 +1,85 @@
+"""Data-free criteria: L1 filter norm (Li et al. 2017), BN scale (network slimming), random."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from tf_gpp.graph.dependency import DependencyGraph
+from tf_gpp.importance.base import Importance
+
+_CONV_T = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
+
+
+def filter_l1(layer: Any) -> np.ndarray | None:
+    """Sum of |weights| of each output channel's filter (None if the layer has none)."""
+    if isinstance(layer, keras.layers.Embedding):
+        return np.abs(np.asarray(layer.embeddings)).sum(axis=0)
+    if isinstance(layer, keras.layers.SeparableConv1D | keras.layers.SeparableConv2D):
+        k = np.abs(np.asarray(layer.pointwise_kernel))
+        return k.reshape(-1, k.shape[-1]).sum(axis=0)
+    kernel = getattr(layer, "kernel", None)
+    if kernel is None:
+        return None
+    k = np.abs(np.asarray(kernel))
+    if isinstance(layer, _CONV_T):
+        k = np.moveaxis(k, -2, -1)
+    return k.reshape(-1, k.shape[-1]).sum(axis=0)
+
+
+class L1Norm(Importance):
+    """Li et al.: a filter's importance is the L1 norm of its weights; coupled filters sum."""
+
+    name = "l1"
+
+    def prepare(self, model: keras.Model, dep: DependencyGraph, data: Any = None) -> None:
+        self._norms = {}
+        for name, op in dep.graph.ops.items():
+            norms = filter_l1(op)
+            if norms is not None:
+                self._norms[name] = norms
+
+    def channel_scores(self, layer: str) -> np.ndarray | None:
+        return self._norms.get(layer)
+
+
+class BNScale(Importance):
+    """Network slimming: |gamma| of the BatchNorm layers in the group (L1 norm when it has none)."""
+
+    name = "bn_scale"
+    _scores_consumers = True
+
+    def prepare(self, model: keras.Model, dep: DependencyGraph, data: Any = None) -> None:
+        self._gamma = {
+            name: np.abs(np.asarray(op.gamma))
+            for name, op in dep.graph.ops.items()
+            if isinstance(op, keras.layers.BatchNormalization) and op.scale
+        }
+        self._l1 = L1Norm()
+        self._l1.prepare(model, dep, data)
+
+    def __call__(self, dep, group):
+        if any(layer in self._gamma for layer in group.layers):
+            return super().__call__(dep, group)
+        return self._l1(dep, group)
+
+    def channel_scores(self, layer: str) -> np.ndarray | None:
+        return self._gamma.get(layer)
+
+
+class RandomImportance(Importance):
+    """Uniform random scores (a sanity baseline)."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self, dep, group):
+        return self._rng.random(group.size)
+
+    def get_config(self) -> dict:
+        return {"seed": self.seed}

@@ -1,0 +1,315 @@
+"""The iterative Grow-Push-Prune driver: push-train -> score -> prune -> fine-tune, in rounds.
+
+Each round (1) optionally trains with the push objective, (2) scores every
+channel group with an importance, (3) removes units — either to a MACs/params
+target that shrinks geometrically over the rounds (global ranking) or by the
+paper's per-group threshold ``eta * std`` with ``eta`` rising — (4) rebuilds
+and fine-tunes (optionally distilling from the unpruned model), then
+evaluates. It stops when the target is met or accuracy falls more than the
+tolerance. Rounds are checkpointed; a run given the same ``checkpoint_dir``
+resumes after the last finished round.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_gpp.errors import DataError, PruningRequestError
+from tf_gpp.graph.dependency import DependencyGraph
+from tf_gpp.importance import Importance, get_importance
+from tf_gpp.importance.taylor import outputs_are_probabilities
+from tf_gpp.profile import profile
+from tf_gpp.prune.distill import Distiller
+from tf_gpp.prune.planner import Constraints, group_scores, plan_global, plan_threshold
+from tf_gpp.surgery import rebuild
+
+
+@dataclass
+class RoundRecord:
+    """One round: cost and accuracy of the model it produced."""
+
+    round: int
+    params: int
+    macs: int
+    accuracy: float
+    macs_ratio: float
+    params_ratio: float
+    removed_units: int
+    seconds: float
+    within_tolerance: bool
+    checkpoint: str | None = None
+
+
+@dataclass
+class CompressResult:
+    """The outcome: ``model`` (smallest within tolerance, else most accurate), both
+    models the paper reports, the base figures and the per-round ``history``."""
+
+    model: keras.Model
+    most_accurate: keras.Model
+    smallest_within_tolerance: keras.Model | None
+    base_accuracy: float
+    base_macs: int
+    base_params: int
+    history: list[RoundRecord] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"{'round':>5} {'params':>10} {'MACs':>13} {'MACs %':>7} {'accuracy':>9}  ok",
+                 f"{'base':>5} {self.base_params:>10,} {self.base_macs:>13,} {100.0:>6.1f}% {self.base_accuracy:>9.4f}"]
+        for r in self.history:
+            lines.append(f"{r.round:>5} {r.params:>10,} {r.macs:>13,} {100 * r.macs_ratio:>6.1f}% "
+                         f"{r.accuracy:>9.4f}  {'yes' if r.within_tolerance else 'no'}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "base": {"accuracy": self.base_accuracy, "macs": self.base_macs, "params": self.base_params},
+            "history": [asdict(r) for r in self.history],
+        }
+
+
+def _dataset(data: Any, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+    if isinstance(data, tf.data.Dataset):
+        return data
+    if isinstance(data, tuple | list) and len(data) == 2:
+        x, y = np.asarray(data[0]), np.asarray(data[1])
+        if len(x) == 0 or len(x) != len(y):
+            raise DataError(f"x and y must be non-empty and of equal length, got {len(x)} and {len(y)}")
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        if shuffle:
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).prefetch(2)
+    raise DataError(f"data must be an (x, y) tuple of arrays or a tf.data.Dataset of (x, y), got {type(data).__name__}")
+
+
+def _compile(model: keras.Model, learning_rate: float, one_hot: bool, probs: bool) -> None:
+    loss = (keras.losses.CategoricalCrossentropy if one_hot else keras.losses.SparseCategoricalCrossentropy)(
+        from_logits=not probs
+    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"])
+
+
+def _accuracy(model: keras.Model, data: tf.data.Dataset, one_hot: bool, probs: bool) -> float:
+    _compile(model, 1e-3, one_hot, probs)
+    return float(model.evaluate(data, verbose=0, return_dict=True)["accuracy"])
+
+
+def _save_atomic(model: keras.Model, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
+    os.close(fd)
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _write_json_atomic(payload: dict, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _resolve_target(target: float | None, base: int, name: str) -> int | None:
+    if target is None:
+        return None
+    if not np.isfinite(target) or target <= 0:
+        raise PruningRequestError(f"{name}={target}: give a fraction of the base model in (0, 1] or an absolute count > 1")
+    return int(target * base) if target <= 1 else int(target)
+
+
+def compress(
+    model: keras.Model,
+    train_data: Any,
+    validation_data: Any,
+    *,
+    target_macs: float | None = None,
+    target_params: float | None = None,
+    max_accuracy_drop: float = 0.02,
+    importance: str | Importance = "gpp",
+    push: bool = True,
+    push_loss: Any = None,
+    strategy: str = "global",
+    rounds: int = 4,
+    eta: float = 0.5,
+    eta_step: float = 0.25,
+    push_epochs: int = 2,
+    finetune_epochs: int = 2,
+    distill: bool = False,
+    learning_rate: float = 1e-3,
+    batch_size: int = 64,
+    round_to: int = 1,
+    min_channels: int = 1,
+    ignored_layers: tuple[str, ...] | list[str] = (),
+    checkpoint_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    verbose: int = 1,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+) -> CompressResult:
+    """Compress a classifier with Grow-Push-Prune rounds (see the module docstring).
+
+    Args:
+        model: functional or Sequential classifier (one output: logits or softmax).
+        train_data, validation_data: ``(x, y)`` arrays or ``tf.data`` datasets of
+            ``(x, y)`` batches; labels sparse or one-hot.
+        target_macs, target_params: fraction of the base model (<= 1) or absolute
+            count; with ``strategy="global"`` at least one is required.
+        max_accuracy_drop: tolerated validation accuracy loss (0.02 = 2 points).
+        importance: ``"gpp"`` (default), ``"gpp_lda"``, ``"gpp_linear"``, ``"l1"``,
+            ``"bn_scale"``, ``"taylor"``, ``"random"`` or an :class:`Importance`.
+        push: train with the push objective before each prune (GPP); ``False``
+            gives the CVIU paper's LDA-prune.
+        strategy: ``"global"`` (ranking to the target) or ``"threshold"`` (per-group
+            ``eta * std``, eta raised by ``eta_step`` each round).
+        round_to, min_channels, ignored_layers: structural constraints.
+        checkpoint_dir: where each round is saved; an interrupted run resumes.
+    """
+    if strategy not in ("global", "threshold"):
+        raise ValueError(f"strategy={strategy!r}: choose 'global' or 'threshold'")
+    if strategy == "global" and target_macs is None and target_params is None:
+        raise ValueError("strategy='global' needs target_macs or target_params (a fraction like 0.3)")
+    if rounds < 1:
+        raise ValueError(f"rounds={rounds}: must be >= 1")
+    if not 0 <= max_accuracy_drop <= 1:
+        raise ValueError(f"max_accuracy_drop={max_accuracy_drop}: a fraction of accuracy in [0, 1]")
+    keras.utils.set_random_seed(seed)
+    imp = get_importance(importance)
+    constraints = Constraints(round_to, min_channels, set(ignored_layers))
+    train = _dataset(train_data, batch_size, True, seed)
+    val = _dataset(validation_data, batch_size, False, seed)
+    y0 = next(iter(train))[1]
+    num_classes = int(model.outputs[0].shape[-1])
+    one_hot = y0.shape.rank is not None and y0.shape.rank >= 2 and y0.shape[-1] == num_classes
+    probs = outputs_are_probabilities(model)
+    teacher = keras.models.clone_model(model) if distill else None
+    if teacher is not None:
+        teacher.set_weights(model.get_weights())
+
+    base = profile(model)
+    t_macs = _resolve_target(target_macs, base.macs, "target_macs")
+    t_params = _resolve_target(target_params, base.params, "target_params")
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    history: list[RoundRecord] = []
+    models: dict[int, keras.Model] = {}
+    current = DependencyGraph(model).graph.model  # functional view (Sequential is copied)
+    start = 1
+    base_acc = None
+    if ckpt is not None:
+        ckpt.mkdir(parents=True, exist_ok=True)
+        state_path = ckpt / "state.json"
+        if state_path.exists():
+            state = json.loads(state_path.read_text())
+            base_acc = state["base_accuracy"]
+            history = [RoundRecord(**r) for r in state["history"]]
+            for r in history:
+                models[r.round] = keras.models.load_model(r.checkpoint)
+            if history:
+                current = models[history[-1].round]
+                start = history[-1].round + 1
+            if verbose:
+                print(f"[tf_gpp] resuming from {ckpt} after round {start - 1}")
+            if state.get("done"):
+                start = rounds + 1
+    if base_acc is None:
+        base_acc = _accuracy(model, val, one_hot, probs)
+    if verbose:
+        print(f"[tf_gpp] base: {base.params:,} params, {base.macs:,} MACs, accuracy {base_acc:.4f}")
+
+    done = False
+    for r in range(start, rounds + 1):
+        t0 = time.perf_counter()
+        if push:
+            current = _push_train(current, train, val, push_loss, push_epochs, learning_rate, one_hot, probs,
+                                  verbose, callbacks)
+        dep = DependencyGraph(current)
+        imp.prepare(current, dep, train if imp.requires_data else None)
+        scores = group_scores(dep, imp)
+        if strategy == "global":
+            frac = r / rounds
+            rm = int(base.macs * (t_macs / base.macs) ** frac) if t_macs is not None else None
+            rp = int(base.params * (t_params / base.params) ** frac) if t_params is not None else None
+            plan = plan_global(dep, scores, constraints, target_macs=rm, target_params=rp)
+        else:
+            plan = plan_threshold(dep, scores, eta + (r - 1) * eta_step, constraints)
+        removed = sum(len(v) for v in plan.values())
+        if removed == 0:
+            if verbose:
+                print(f"[tf_gpp] round {r}: nothing left to remove under the constraints; stopping")
+            break
+        slim = rebuild(dep, dep.removed_units(plan))
+        slim = _finetune(slim, teacher, train, finetune_epochs, learning_rate, one_hot, probs, verbose, callbacks)
+        acc = _accuracy(slim, val, one_hot, probs)
+        p = profile(slim)
+        rec = RoundRecord(
+            round=r, params=p.params, macs=p.macs, accuracy=acc,
+            macs_ratio=p.macs / base.macs, params_ratio=p.params / base.params,
+            removed_units=removed, seconds=round(time.perf_counter() - t0, 1),
+            within_tolerance=acc >= base_acc - max_accuracy_drop,
+        )
+        models[r] = slim
+        current = slim
+        met = (t_macs is None or p.macs <= t_macs) and (t_params is None or p.params <= t_params)
+        done = (strategy == "global" and met) or not rec.within_tolerance
+        if ckpt is not None:
+            path = ckpt / f"round_{r}.keras"
+            _save_atomic(slim, path)
+            rec.checkpoint = str(path)
+        history.append(rec)
+        if ckpt is not None:
+            _write_json_atomic({"base_accuracy": base_acc, "history": [asdict(h) for h in history],
+                                "done": done}, ckpt / "state.json")
+        if verbose:
+            print(f"[tf_gpp] round {r}/{rounds}: {p.params:,} params, {p.macs:,} MACs "
+                  f"({100 * rec.macs_ratio:.1f}% of base), accuracy {acc:.4f} "
+                  f"({'within' if rec.within_tolerance else 'beyond'} tolerance), {rec.seconds:.0f}s")
+        if done:
+            break
+
+    if not history:
+        raise PruningRequestError("no round pruned anything: relax the constraints or raise eta/the target")
+    best = max(history, key=lambda h: h.accuracy)
+    within = [h for h in history if h.within_tolerance]
+    smallest = min(within, key=lambda h: h.macs) if within else None
+    chosen = smallest or best
+    return CompressResult(
+        model=models[chosen.round],
+        most_accurate=models[best.round],
+        smallest_within_tolerance=models[smallest.round] if smallest else None,
+        base_accuracy=base_acc,
+        base_macs=base.macs,
+        base_params=base.params,
+        history=history,
+    )
+
+
+def _push_train(model, train, val, push_loss, epochs, lr, one_hot, probs, verbose, callbacks):
+    from tf_gpp.push import PushModel, PushSchedule
+
+    if epochs <= 0:
+        return model
+    pm = PushModel(model, push=push_loss)
+    _compile(pm, lr, one_hot, probs)
+    pm.fit(train, epochs=epochs, verbose=1 if verbose > 1 else 0,
+           callbacks=[PushSchedule(warmup_epochs=min(1, epochs - 1)), *(callbacks or [])])
+    return pm.strip()
+
+
+def _finetune(slim, teacher, train, epochs, lr, one_hot, probs, verbose, callbacks):
+    if epochs <= 0:
+        return slim
+    if teacher is not None and not probs:
+        trainer = Distiller(slim, teacher)
+        _compile(trainer, lr, one_hot, probs)
+        trainer.fit(train, epochs=epochs, verbose=1 if verbose > 1 else 0, callbacks=callbacks)
+        return slim
+    _compile(slim, lr, one_hot, probs)
+    slim.fit(train, epochs=epochs, verbose=1 if verbose > 1 else 0, callbacks=callbacks)
+    return slim

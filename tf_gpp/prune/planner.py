@@ -1,0 +1,175 @@
+"""Choose which units to remove: per-group thresholds (the paper) or a global
+ranking to a MACs/params target, under ``round_to``, minimum-width and
+ignored-layer constraints. Also estimates a plan's cost without rebuilding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tf_gpp.errors import PruningRequestError
+from tf_gpp.graph.dependency import DependencyGraph
+from tf_gpp.handlers import get_handler
+from tf_gpp.surgery import layer_weight_masks
+
+
+@dataclass
+class Constraints:
+    """``round_to``: kept widths are multiples of it (when the group is at least that wide);
+    ``min_channels``: never keep fewer; ``ignored_layers``: groups touching them are left alone."""
+
+    round_to: int = 1
+    min_channels: int = 1
+    ignored_layers: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if int(self.round_to) < 1:
+            raise ValueError(f"round_to={self.round_to}: must be an integer >= 1")
+        if int(self.min_channels) < 1:
+            raise ValueError(f"min_channels={self.min_channels}: must be an integer >= 1")
+        self.ignored_layers = set(self.ignored_layers)
+
+    def allowed(self, size: int, n_remove: int) -> int:
+        """How many of ``n_remove`` requested removals a group of ``size`` may do."""
+        keep = size - min(n_remove, size - min(self.min_channels, size))
+        keep = max(keep, 1)
+        if self.round_to > 1 and size >= self.round_to:
+            keep = min(size, math.ceil(keep / self.round_to) * self.round_to)
+        return size - keep
+
+
+def prunable_groups(dep: DependencyGraph, constraints: Constraints) -> list[int]:
+    return [
+        g.index for g in dep.groups if not constraints.ignored_layers.intersection(g.layers)
+    ]
+
+
+def _lowest(scores: np.ndarray, n: int) -> list[int]:
+    return sorted(np.argsort(scores, kind="stable")[:n].tolist()) if n > 0 else []
+
+
+def plan_threshold(
+    dep: DependencyGraph, scores: dict[int, np.ndarray], eta: float, constraints: Constraints
+) -> dict[int, list[int]]:
+    """The paper's rule: in each group remove units with score < eta * std(scores)."""
+    plan = {}
+    for gi in prunable_groups(dep, constraints):
+        s = scores[gi]
+        n = int(np.sum(s < eta * np.std(s)))
+        n = constraints.allowed(len(s), n)
+        if n:
+            plan[gi] = _lowest(s, n)
+    return plan
+
+
+def estimate_cost(dep: DependencyGraph, plan: dict[int, list[int]]) -> tuple[int, int]:
+    """(params, MACs per sample) of the model after ``plan``, without rebuilding it."""
+    removed = np.array(sorted(dep.removed_units(plan) if plan else set()), dtype=np.int64)
+    g = dep.graph
+    changes = layer_weight_masks(dep, removed) if len(removed) else {}
+    params = 0
+    for name, op in g.ops.items():
+        if not getattr(op, "weights", None):
+            continue
+        if name not in changes:
+            params += int(op.count_params())
+            continue
+        masks = changes[name][1]
+        for v in op.weights:
+            shape = list(v.shape)
+            for axis, mask in masks.get(v.name.split("/")[-1], {}).items():
+                shape[axis % len(shape)] = int(mask.sum())
+            params += int(np.prod(shape, dtype=np.int64))
+    macs = 0
+    for node in g.nodes:
+        if not node.inputs:
+            continue
+        op = g.op(node.layer_name)
+        in_shapes, out_shapes = g.node_shapes(node)
+        config = g.layer_configs[node.layer_name]["config"]
+        if len(removed):
+            keep = dep.keep_masks(node, removed)
+            if keep.changed:
+                in_shapes = [(*s[:-1], int(m.sum())) for s, m in zip(in_shapes, keep.inputs, strict=True)]
+                out_shapes = [(*s[:-1], int(m.sum())) for s, m in zip(out_shapes, keep.outputs, strict=True)]
+                config = changes[node.layer_name][2] if node.layer_name in changes else config
+        macs += int(get_handler(op).macs(op, config, in_shapes, out_shapes))
+    return params, macs
+
+
+def plan_global(
+    dep: DependencyGraph,
+    scores: dict[int, np.ndarray],
+    constraints: Constraints,
+    target_macs: int | None = None,
+    target_params: int | None = None,
+) -> dict[int, list[int]]:
+    """Remove the globally least important units until the target is met.
+
+    Scores are normalised by their group's mean so groups of different scale
+    compare; the smallest number of removals meeting the target is found by
+    bisection on the global ranking, with the cost estimated exactly.
+    """
+    if target_macs is None and target_params is None:
+        raise ValueError("plan_global needs target_macs or target_params")
+    groups = prunable_groups(dep, constraints)
+    entries = []
+    for gi in groups:
+        s = np.asarray(scores[gi], dtype=np.float64)
+        norm = s / s.mean() if s.mean() > 0 else s
+        entries += [(float(v), gi, i) for i, v in enumerate(norm)]
+    entries.sort()
+
+    def plan_for(k: int) -> dict[int, list[int]]:
+        chosen: dict[int, int] = {}
+        for _, gi, _ in entries[:k]:
+            chosen[gi] = chosen.get(gi, 0) + 1
+        plan = {}
+        for gi, n in chosen.items():
+            n = constraints.allowed(dep.groups[gi].size, n)
+            if n:
+                plan[gi] = _lowest(np.asarray(scores[gi]), n)
+        return plan
+
+    def meets(plan: dict[int, list[int]]) -> bool:
+        params, macs = estimate_cost(dep, plan)
+        return (target_macs is None or macs <= target_macs) and (
+            target_params is None or params <= target_params
+        )
+
+    full = plan_for(len(entries))
+    if not meets(full):
+        params, macs = estimate_cost(dep, full)
+        raise PruningRequestError(
+            f"target (macs<={target_macs}, params<={target_params}) cannot be met: the smallest model "
+            f"the constraints allow has {macs:,} MACs and {params:,} params "
+            f"(min_channels={constraints.min_channels}, round_to={constraints.round_to}). "
+            "Raise the target or relax the constraints."
+        )
+    lo, hi = 0, len(entries)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if meets(plan_for(mid)):
+            hi = mid
+        else:
+            lo = mid + 1
+    return plan_for(lo)
+
+
+def group_scores(dep: DependencyGraph, importance, groups: Iterable[int] | None = None) -> dict[int, np.ndarray]:
+    """Score every (or the given) group with a prepared importance."""
+    ids = range(len(dep.groups)) if groups is None else groups
+    out = {}
+    for gi in ids:
+        s = np.asarray(importance(dep, dep.groups[gi]), dtype=np.float64)
+        if s.shape != (dep.groups[gi].size,) or not np.all(np.isfinite(s)):
+            raise ValueError(
+                f"{importance!r} returned scores of shape {s.shape} (finite: {np.all(np.isfinite(s))}) "
+                f"for group {gi} of size {dep.groups[gi].size}"
+            )
+        out[gi] = s
+    return out
