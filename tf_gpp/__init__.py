@@ -6,8 +6,13 @@ Public entry points::
     tf_gpp.channel_groups(model)             # coupled, prunable channel groups
     tf_gpp.prune_channels(model, {layer: [channel indices]})  # -> new slim model
     tf_gpp.profile(model)                    # params and MACs per sample
+    tf_gpp.compress(model, train, val, target_macs=0.3)      # push + prune rounds
+    tf_gpp.PushModel(model) / tf_gpp.PushSchedule(...)        # push in model.fit
+    tf_gpp.grow(train, val, ...)                              # Inception growing
+    tf_gpp.convert.to_tflite(model, "m.tflite", quantization="int8", ...)
 """
 
+from tf_gpp import convert, data, discriminant, grow, importance, push
 from tf_gpp.errors import (
     DataError,
     PruningRequestError,
@@ -15,23 +20,40 @@ from tf_gpp.errors import (
     UnsupportedModelError,
 )
 from tf_gpp.graph import ChannelGroup, DependencyGraph, channel_groups
+from tf_gpp.grow import GrowResult
+from tf_gpp.grow import grow as grow_network
 from tf_gpp.handlers import LayerHandler, register_handler
 from tf_gpp.profile import Profile, profile
+from tf_gpp.prune import CompressResult, compress
+from tf_gpp.push import PushLoss, PushModel, PushSchedule
 from tf_gpp.surgery import prune_channels
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ChannelGroup",
+    "CompressResult",
     "DataError",
     "DependencyGraph",
+    "GrowResult",
     "LayerHandler",
     "Profile",
     "PruningRequestError",
+    "PushLoss",
+    "PushModel",
+    "PushSchedule",
     "TfGppError",
     "UnsupportedModelError",
     "channel_groups",
+    "compress",
+    "convert",
+    "data",
+    "discriminant",
+    "grow",
+    "grow_network",
+    "importance",
     "profile",
     "prune_channels",
+    "push",
     "register_handler",
 ]

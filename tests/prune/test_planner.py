@@ -1,0 +1,80 @@
+import keras
+import numpy as np
+import pytest
+
+import tf_gpp
+from tf_gpp.graph import DependencyGraph
+from tf_gpp.prune import Constraints, estimate_cost, plan_global, plan_threshold
+from tf_gpp.surgery import rebuild
+
+
+def cnn() -> keras.Model:
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(24, 3, padding="same", name="c1")(inp)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    y = keras.layers.Conv2D(24, 3, padding="same", name="c2")(x)
+    x = keras.layers.Add(name="add")([x, y])
+    x = keras.layers.SeparableConv2D(20, 3, name="sep")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(16, activation="relu", name="fc")(x)
+    return keras.Model(inp, keras.layers.Dense(4, name="out")(x))
+
+
+def scores(dep, seed=0):
+    rng = np.random.default_rng(seed)
+    return {g.index: rng.random(g.size) for g in dep.groups}
+
+
+def test_constraints_round_and_minimum():
+    c = Constraints(round_to=8, min_channels=4)
+    assert c.allowed(24, 5) == 0  # 19 kept -> rounded up to 24
+    assert c.allowed(24, 9) == 8  # 15 -> 16 kept
+    assert c.allowed(24, 23) == 16  # at least 4 kept -> rounded up to 8
+    assert c.allowed(6, 5) == 2  # narrower than round_to: only the minimum applies
+    with pytest.raises(ValueError, match="round_to"):
+        Constraints(round_to=0)
+
+
+def test_estimate_cost_equals_profile_of_rebuilt_model():
+    m = cnn()
+    dep = DependencyGraph(m)
+    plan = {g.index: list(range(0, g.size, 3)) for g in dep.groups}
+    params, macs = estimate_cost(dep, plan)
+    p = tf_gpp.profile(rebuild(dep, dep.removed_units(plan)))
+    assert (params, macs) == (p.params, p.macs)
+
+
+@pytest.mark.parametrize("fraction", [0.7, 0.4])
+def test_global_plan_meets_macs_target_with_round_to(fraction):
+    m = cnn()
+    dep = DependencyGraph(m)
+    base = tf_gpp.profile(m).macs
+    c = Constraints(round_to=4)
+    plan = plan_global(dep, scores(dep), c, target_macs=int(fraction * base))
+    _, macs = estimate_cost(dep, plan)
+    assert macs <= fraction * base
+    slim = rebuild(dep, dep.removed_units(plan))
+    for name in ("c1", "sep", "fc"):
+        assert slim.get_layer(name).get_weights()[-1].shape[0] % 4 == 0
+
+
+def test_global_plan_ignores_layers_and_rejects_impossible_targets():
+    m = cnn()
+    dep = DependencyGraph(m)
+    c = Constraints(ignored_layers={"fc"})
+    plan = plan_global(dep, scores(dep), c, target_params=int(0.6 * m.count_params()))
+    fc_group = next(g.index for g in dep.groups if "fc" in g.producers)
+    assert fc_group not in plan
+    with pytest.raises(tf_gpp.PruningRequestError, match="cannot be met"):
+        plan_global(dep, scores(dep), Constraints(min_channels=8), target_macs=10)
+
+
+def test_threshold_plan_removes_units_below_eta_std():
+    m = cnn()
+    dep = DependencyGraph(m)
+    s = scores(dep)
+    plan = plan_threshold(dep, s, eta=1.0, constraints=Constraints())
+    for gi, units in plan.items():
+        cut = np.std(s[gi])
+        assert all(s[gi][u] < cut for u in units)
+        assert len(units) == int(np.sum(s[gi] < cut))
