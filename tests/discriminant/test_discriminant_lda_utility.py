@@ -98,7 +98,9 @@ def test_fisher_is_the_variance_ratio():
 def test_top_share():
     assert top_share(np.array([4.0, 0, 0, 0])) == 1.0
     assert top_share(np.ones(8)) == pytest.approx(0.25)
-    assert top_share(np.array([3.0, 1.0, 1.0, 1.0, 0.0]), 0.25) == pytest.approx(4 / 6)  # ceil(1.25)
+    assert top_share(np.array([3.0, 1.0, 1.0, 1.0, 0.0]), 0.25) == pytest.approx(
+        4 / 6
+    )  # ceil(1.25)
     assert np.isnan(top_share(np.zeros(5)))
     with pytest.raises(ValueError):
         top_share(np.array([1.0, -1.0]))

@@ -48,9 +48,14 @@ def test_diagonal_terms_match_numpy():
     corr = cov / np.sqrt(np.outer(d, d))
     off = (corr**2).sum() - (np.diag(corr) ** 2).sum()
     assert float(decorrelation_loss(f, y, 5)) == pytest.approx(off / (12 * 11), rel=1e-4)
-    s = np.sqrt(v + 1e-3 * v.mean() + 1e-8)
+    k = len(np.unique(y))
+    v_sig = np.maximum(v - (k - 1) / (len(y) - k), 0.0)  # above the chance level
+    s = np.sqrt(v_sig + 1e-3 * v_sig.mean() + 1e-8)
     ratio = s.sum() / np.sqrt((s**2).sum())
-    assert float(alignment_loss(f, y, 5)) == pytest.approx((ratio - 1) / (np.sqrt(12) - 1), rel=1e-4)
+    expected = max(ratio - 2.0, 0.0) / (np.sqrt(12) - 2.0)  # target C - 1 = 4 neurons
+    assert float(alignment_loss(f, y, 5)) == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    plain = (ratio - 1) / (np.sqrt(12) - 1)
+    assert float(alignment_loss(f, y, 5, align_target=1)) == pytest.approx(plain, rel=1e-4)
 
 
 def test_lda_separation_matches_generalized_eigenvalues():
@@ -107,7 +112,10 @@ def test_alignment_ranges_from_concentrated_to_uniform():
     concentrated = noise.copy()
     concentrated[:, 0] += 10.0 * y
     uniform = noise + 10.0 * y[:, None].astype("float32")
-    assert float(alignment_loss(concentrated, y, 4)) < 0.1
+    assert float(alignment_loss(concentrated, y, 4, align_target=1)) < 0.1
+    assert float(alignment_loss(uniform, y, 4, align_target=1)) > 0.95
+    # the default target (C - 1 = 3 neurons) leaves a single-neuron code alone
+    assert float(alignment_loss(concentrated, y, 4)) == 0.0
     assert float(alignment_loss(uniform, y, 4)) > 0.95
 
 
@@ -122,11 +130,11 @@ def test_decorrelation_sees_within_class_correlation():
 
 
 def test_push_loss_is_a_serializable_keras_loss():
-    loss = PushLoss(a=0.5, b=0.2, g=2.0, num_classes=5, separation="lda", eps=1e-2)
+    loss = PushLoss(a=0.5, b=0.2, g=2.0, num_classes=5, separation="lda", eps=1e-2, align_target=2)
     back = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(back, PushLoss) and back.get_config() == loss.get_config()
     f, y = _batch(c=5)
-    t = push_terms(f, y, 5, eps=1e-2, form="lda")
+    t = push_terms(f, y, 5, eps=1e-2, form="lda", align_target=2)
     expected = 0.5 * t["sep"] + 0.2 * t["cov"] + 2.0 * t["align"]
     assert float(back(y, f)) == pytest.approx(float(expected), rel=1e-5)
     onehot = PushLoss()  # num_classes from the one-hot width
@@ -135,3 +143,12 @@ def test_push_loss_is_a_serializable_keras_loss():
         PushLoss()(y, f)
     with pytest.raises(ValueError, match="separation"):
         PushLoss(separation="full")
+
+
+def test_single_sigmoid_targets_count_as_two_classes():
+    f, y = _batch(5, c=2)
+    targets = y[:, None].astype("float32")  # binary_crossentropy-style (B, 1) targets
+    t_float = push_terms(f, targets, 2)
+    t_int = push_terms(f, y, 2)
+    for key in ("sep", "cov", "align"):
+        assert float(t_float[key]) == pytest.approx(float(t_int[key]))

@@ -117,10 +117,20 @@ def test_push_schedule_warmup_and_callable(digits):
     x, y = digits
     pm = _compile(PushModel(_mlp(), push=PushLoss(a=0.4, b=0.2, g=1.0)))
     hist = pm.fit(
-        x, y, epochs=3, batch_size=128, verbose=0, callbacks=[PushSchedule(warmup_epochs=2)]
+        x,
+        y,
+        epochs=3,
+        batch_size=128,
+        verbose=0,
+        callbacks=[PushSchedule(warmup_epochs=2, start_epoch=1)],
     ).history
     np.testing.assert_allclose(hist["push_a"], [0.0, 0.2, 0.4], rtol=1e-6)
     np.testing.assert_allclose(hist["push_g"], [0.0, 0.5, 1.0], rtol=1e-6)
+    assert [PushSchedule(g=2.0, warmup_epochs=2).weights_at(e)["g"] for e in range(3)] == [
+        1.0,
+        2.0,
+        2.0,
+    ]
 
     sched = PushSchedule(schedule=lambda epoch: {"g": 3.0 * epoch})
     hist = pm.fit(x, y, epochs=2, batch_size=128, verbose=0, callbacks=[sched]).history
@@ -132,7 +142,7 @@ def test_push_schedule_warmup_and_callable(digits):
         "g": 0.0,
     }
 
-    cfg = PushSchedule(a=1.0, g=0.5, warmup_epochs=3).get_config()
+    cfg = PushSchedule(a=1.0, g=0.5, warmup_epochs=3, start_epoch=1).get_config()
     back = PushSchedule.from_config(cfg)
     assert back.get_config() == cfg and back.weights_at(0)["a"] == 0.0
 

@@ -237,7 +237,7 @@ class ScatterStats:
 
         Args:
             feature_fn: a ``keras.Model`` (called with ``training=False``; e.g.
-                :func:`~tf_gpp.discriminant.feature_model`), any callable
+                :func:`~tf_gpp.discriminant.feature_model`), any TF-traceable callable
                 ``x -> (B, M)`` features, or ``None`` if ``data`` already holds features.
             data: a batched ``tf.data.Dataset`` yielding ``(x, y)`` or ``(x, y, w)``
                 (weights are ignored), or an ``(x, y)`` tuple of arrays.

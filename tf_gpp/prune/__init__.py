@@ -2,7 +2,13 @@
 
 from tf_gpp.prune.compress import CompressResult, RoundRecord, compress
 from tf_gpp.prune.distill import Distiller
-from tf_gpp.prune.planner import Constraints, estimate_cost, group_scores, plan_global, plan_threshold
+from tf_gpp.prune.planner import (
+    Constraints,
+    estimate_cost,
+    group_scores,
+    plan_global,
+    plan_threshold,
+)
 
 __all__ = [
     "CompressResult",

@@ -62,6 +62,7 @@ class CompressResult:
     base_macs: int
     base_params: int
     history: list[RoundRecord] = field(default_factory=list)
+    pushed_model: keras.Model | None = None  # after the first push training, before pruning
 
     def summary(self) -> str:
         lines = [f"{'round':>5} {'params':>10} {'MACs':>13} {'MACs %':>7} {'accuracy':>9}  ok",
@@ -199,7 +200,7 @@ def compress(
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     history: list[RoundRecord] = []
     models: dict[int, keras.Model] = {}
-    current = DependencyGraph(model).graph.model  # functional view (Sequential is copied)
+    current = rebuild(DependencyGraph(model), set())  # a copy: the user's model is never trained
     start = 1
     base_acc = None
     if ckpt is not None:
@@ -224,11 +225,13 @@ def compress(
         print(f"[tf_gpp] base: {base.params:,} params, {base.macs:,} MACs, accuracy {base_acc:.4f}")
 
     done = False
+    pushed_model = None
     for r in range(start, rounds + 1):
         t0 = time.perf_counter()
         if push:
             current = _push_train(current, train, val, push_loss, push_epochs, learning_rate, one_hot, probs,
                                   verbose, callbacks)
+            pushed_model = pushed_model or current
         dep = DependencyGraph(current)
         imp.prepare(current, dep, train if imp.requires_data else None)
         scores = group_scores(dep, imp)
@@ -287,6 +290,7 @@ def compress(
         base_macs=base.macs,
         base_params=base.params,
         history=history,
+        pushed_model=pushed_model,
     )
 
 

@@ -4,8 +4,9 @@ Three ways, in order of precedence:
 
 * ``schedule``: a callable ``epoch -> {"a": ..., "b": ..., "g": ...}`` (missing keys keep
   their target) or ``-> (a, b, g)``;
-* ``warmup_epochs=k``: linear warm-up, weight = target * min(1, epoch / k) (epoch 0 trains
-  the task alone, full weight from epoch k on);
+* ``start_epoch=s, warmup_epochs=k``: weights are 0 before epoch ``s`` (the task trains
+  alone — push a network that has learnt something), then rise linearly over ``k``
+  epochs: ``target * min(1, (epoch - s + 1) / k)``;
 * otherwise constant targets.
 
 Targets ``a, b, g`` default to the model's weights when training starts (i.e. the
@@ -36,7 +37,8 @@ class PushSchedule(keras.callbacks.Callback):
 
     Args:
         a, b, g: target weights; ``None`` keeps the model's value at ``fit`` start.
-        warmup_epochs: epochs of linear warm-up from 0 to the targets (0 = constant).
+        warmup_epochs: epochs of linear warm-up to the targets (0 = full weight at once).
+        start_epoch: first epoch (0-based) with non-zero push weights.
         schedule: callable ``epoch -> mapping or (a, b, g)``; overrides the warm-up.
             Use a function registered with ``keras.saving.register_keras_serializable``
             if the callback's config must be serialisable.
@@ -48,15 +50,19 @@ class PushSchedule(keras.callbacks.Callback):
         b: float | None = None,
         g: float | None = None,
         warmup_epochs: int = 0,
+        start_epoch: int = 0,
         schedule: Callable[[int], Mapping[str, float] | Sequence[float]] | None = None,
     ):
         super().__init__()
-        if warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+        if warmup_epochs < 0 or start_epoch < 0:
+            raise ValueError(
+                f"warmup_epochs and start_epoch must be >= 0, got {warmup_epochs}, {start_epoch}"
+            )
         if schedule is not None and not callable(schedule):
             raise TypeError(f"schedule must be callable, got {schedule!r}")
         self.targets = {"a": a, "b": b, "g": g}
         self.warmup_epochs = int(warmup_epochs)
+        self.start_epoch = int(start_epoch)
         self.schedule = schedule
         self._resolved: dict[str, float] = {}
 
@@ -88,9 +94,13 @@ class PushSchedule(keras.callbacks.Callback):
                     raise ValueError(f"schedule must return (a, b, g), got {out!r}")
                 targets = dict(zip(_KEYS, map(float, values), strict=True))
             return targets
-        if self.warmup_epochs > 0:
-            factor = min(1.0, epoch / self.warmup_epochs)
-            targets = {k: v * factor for k, v in targets.items()}
+        if epoch < self.start_epoch:
+            factor = 0.0
+        elif self.warmup_epochs > 0:
+            factor = min(1.0, (epoch - self.start_epoch + 1) / self.warmup_epochs)
+        else:
+            factor = 1.0
+        targets = {k: v * factor for k, v in targets.items()}
         return targets
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -113,6 +123,7 @@ class PushSchedule(keras.callbacks.Callback):
         return {
             **self.targets,
             "warmup_epochs": self.warmup_epochs,
+            "start_epoch": self.start_epoch,
             "schedule": None
             if self.schedule is None
             else keras.saving.serialize_keras_object(self.schedule),

@@ -1,0 +1,5 @@
+import sys
+
+from tf_gpp.cli import main
+
+sys.exit(main())
