@@ -38,6 +38,10 @@ def _load_model(path: str, unsafe: bool) -> Any:
         raise UserError(f"{path}: no such file")
     if p.suffix != ".keras":
         raise UserError(f"{path}: expected a Keras 3 '.keras' file (save with model.save('x.keras'))")
+    import zipfile
+
+    if not zipfile.is_zipfile(p):
+        raise UserError(f"{path}: not a valid .keras file (not a zip archive: truncated or corrupt?)")
     try:
         return keras.models.load_model(p, safe_mode=not unsafe, compile=False)
     except ValueError as e:

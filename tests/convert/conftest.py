@@ -65,5 +65,8 @@ def float_tflite(trained_cnn, tflite_dir):
 @pytest.fixture(scope="session")
 def int8_tflite(trained_cnn, tflite_dir, digits):
     return to_tflite(
-        trained_cnn, tflite_dir / "int8.tflite", quantization="int8", representative_data=digits[0][:200]
+        trained_cnn,
+        tflite_dir / "int8.tflite",
+        quantization="int8",
+        representative_data=digits[0][:200],
     )

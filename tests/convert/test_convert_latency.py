@@ -23,6 +23,7 @@ def test_benchmark_statistics(float_tflite):
     assert report.mean_ms > 0
     assert report.size_bytes == float_tflite.stat().st_size
     assert report.runtime == "ai-edge-litert"
+    assert report.cpu_median_ms is not None and report.cpu_median_ms > 0
     assert "median" in str(report)
 
 
@@ -32,12 +33,19 @@ def test_benchmark_ab_ratio(float_tflite, int8_tflite):
     assert report.a.runs == report.b.runs == report.rounds == 30
     assert report.ratio > 0 and report.paired_ratio > 0
     assert report.ratio == pytest.approx(report.a.median_ms / report.b.median_ms)
+    assert report.min_ratio > 0 and report.cpu_ratio > 0
+    assert set(report.to_dict()) >= {"a", "b", "ratio", "paired_ratio", "min_ratio", "cpu_ratio"}
     assert "median A / median B" in str(report)
 
 
 def test_same_model_ratio_near_one(float_tflite):
     report = benchmark_ab(float_tflite, float_tflite, rounds=200, warmup=10)
     assert 0.5 < report.paired_ratio < 2.0
+
+
+def test_multi_thread_has_no_cpu_time(float_tflite):
+    report = benchmark(float_tflite, threads=2, warmup=1, runs=5)
+    assert report.threads == 2 and report.cpu_median_ms is None
 
 
 def test_max_seconds_stops_early(float_tflite):

@@ -127,8 +127,7 @@ def _from_dict(element: dict, specs: Sequence[InputSpec]) -> list[np.ndarray]:
     missing = [s.name for s in specs if s.name not in element]
     if missing:
         raise DataError(
-            f"representative sample dict lacks input(s) {missing}; its keys are "
-            f"{sorted(element)}."
+            f"representative sample dict lacks input(s) {missing}; its keys are {sorted(element)}."
         )
     return [_as_array(element[s.name], s) for s in specs]
 

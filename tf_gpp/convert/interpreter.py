@@ -25,9 +25,24 @@ from tf_gpp.errors import DataError, UnsupportedModelError
 # (runtime name, distribution names to read the version from, module, attribute path).
 # tf.lite is an attribute of the tensorflow API module, not the `tensorflow.lite` package.
 _RUNTIMES: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
-    ("ai-edge-litert", ("ai-edge-litert", "ai-edge-litert-nightly"), "ai_edge_litert.interpreter", "Interpreter"),
-    ("tflite-runtime", ("tflite-runtime", "tflite-runtime-nightly"), "tflite_runtime.interpreter", "Interpreter"),
-    ("tensorflow", ("tensorflow", "tensorflow-cpu", "tf-nightly"), "tensorflow", "lite.Interpreter"),
+    (
+        "ai-edge-litert",
+        ("ai-edge-litert", "ai-edge-litert-nightly"),
+        "ai_edge_litert.interpreter",
+        "Interpreter",
+    ),
+    (
+        "tflite-runtime",
+        ("tflite-runtime", "tflite-runtime-nightly"),
+        "tflite_runtime.interpreter",
+        "Interpreter",
+    ),
+    (
+        "tensorflow",
+        ("tensorflow", "tensorflow-cpu", "tf-nightly"),
+        "tensorflow",
+        "lite.Interpreter",
+    ),
 )
 RUNTIME_NAMES: tuple[str, ...] = tuple(name for name, *_ in _RUNTIMES)
 
@@ -52,14 +67,17 @@ def runtime_info(runtime: str | None = None) -> RuntimeInfo:
 @functools.cache
 def _resolve(runtime: str | None) -> tuple[str, str, Any]:
     if runtime is not None and runtime not in RUNTIME_NAMES:
-        raise ConversionError(f"runtime={runtime!r} is unknown; use one of {RUNTIME_NAMES} or None.")
+        raise ConversionError(
+            f"runtime={runtime!r} is unknown; use one of {RUNTIME_NAMES} or None."
+        )
     tried = []
     for name, dists, module_name, attribute in _RUNTIMES:
         if runtime is not None and name != runtime:
             continue
         try:
-            module = importlib.import_module(module_name)
-            cls = getattr(module, attribute)
+            cls = importlib.import_module(module_name)
+            for part in attribute.split("."):
+                cls = getattr(cls, part)
         except (ImportError, AttributeError) as exc:
             tried.append(f"{module_name} ({exc.__class__.__name__})")
             continue

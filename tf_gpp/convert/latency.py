@@ -1,7 +1,11 @@
 """On-device-style latency of ``.tflite`` files: single models and interleaved A/B runs.
 
 Only ``interpreter.invoke()`` is timed (``time.perf_counter_ns``), on a fixed
-random input set once, with the garbage collector paused. Comparing two
+random input set once, with the garbage collector paused. With one thread the
+thread's CPU time per invoke (``time.thread_time_ns``) is recorded as well: on a
+shared, oversubscribed machine the wall clock also counts time the benchmark
+thread spent preempted, which inflates long invokes more than short ones,
+while CPU time does not. Comparing two
 models in separate runs on a shared or thermally throttled CPU mixes model
 differences with machine drift; :func:`benchmark_interleaved` and
 :func:`benchmark_ab` therefore run the models round-robin in one loop and
@@ -41,6 +45,8 @@ class LatencyReport:
     size_bytes: int
     runtime: str
     runtime_version: str
+    cpu_median_ms: float | None = None
+    """Median CPU time of the invoking thread (``threads == 1`` only, else ``None``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,7 +54,9 @@ class LatencyReport:
     def __str__(self) -> str:
         return (
             f"{Path(self.path).name}: median {self.median_ms:.3f} ms, p90 {self.p90_ms:.3f}, "
-            f"mean {self.mean_ms:.3f}, min {self.min_ms:.3f} ({self.runs} runs, "
+            f"mean {self.mean_ms:.3f}, min {self.min_ms:.3f}"
+            + (f", CPU {self.cpu_median_ms:.3f}" if self.cpu_median_ms is not None else "")
+            + f" ({self.runs} runs, "
             f"{self.threads} thread{'s' if self.threads != 1 else ''}, "
             f"{self.size_bytes / 1024:.1f} KiB, {self.runtime} {self.runtime_version})"
         )
@@ -69,20 +77,35 @@ class ABReport:
     paired_ratio: float
     rounds: int
 
+    @property
+    def min_ratio(self) -> float:
+        """``a.min_ms / b.min_ms``: the best case of each, robust to interference."""
+        return self.a.min_ms / self.b.min_ms
+
+    @property
+    def cpu_ratio(self) -> float | None:
+        """Ratio of median thread CPU times (single-thread runs only)."""
+        if self.a.cpu_median_ms is None or self.b.cpu_median_ms is None:
+            return None
+        return self.a.cpu_median_ms / self.b.cpu_median_ms
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "a": self.a.to_dict(),
             "b": self.b.to_dict(),
             "ratio": self.ratio,
             "paired_ratio": self.paired_ratio,
+            "min_ratio": self.min_ratio,
+            "cpu_ratio": self.cpu_ratio,
             "rounds": self.rounds,
         }
 
     def __str__(self) -> str:
+        cpu = f", CPU time {self.cpu_ratio:.3f}" if self.cpu_ratio is not None else ""
         return (
             f"A {self.a}\nB {self.b}\n"
             f"median A / median B = {self.ratio:.3f} (paired per-round {self.paired_ratio:.3f}, "
-            f"{self.rounds} interleaved rounds)"
+            f"min {self.min_ratio:.3f}{cpu}; {self.rounds} interleaved rounds)"
         )
 
 
@@ -152,7 +175,11 @@ def benchmark_interleaved(
     """
     if not paths:
         raise ConversionError("benchmark needs at least one .tflite path.")
-    for name, value, low in (("threads", threads, 1), ("warmup", warmup, 0), ("runs/rounds", rounds, 1)):
+    for name, value, low in (
+        ("threads", threads, 1),
+        ("warmup", warmup, 0),
+        ("runs/rounds", rounds, 1),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConversionError(f"{name} must be an int >= {low}, got {value!r}.")
     if max_seconds is not None and max_seconds <= 0:
@@ -168,8 +195,9 @@ def benchmark_interleaved(
             invoke()
 
     times = np.zeros((k, rounds), dtype=np.float64)
+    cpu_times = np.zeros((k, rounds), dtype=np.float64)
     done = 0
-    clock = time.perf_counter_ns
+    clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     deadline = None if max_seconds is None else clock() + int(max_seconds * 1e9)
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -178,9 +206,11 @@ def benchmark_interleaved(
             for j in range(k):
                 m = (r + j) % k
                 invoke = invokers[m]
+                cpu_start = cpu_clock()
                 start = clock()
                 invoke()
                 times[m, r] = clock() - start
+                cpu_times[m, r] = cpu_clock() - cpu_start
             done = r + 1
             if deadline is not None and clock() > deadline:
                 break
@@ -189,12 +219,13 @@ def benchmark_interleaved(
             gc.enable()
 
     times_ms = times[:, :done] / 1e6
+    cpu_ms = cpu_times[:, :done] / 1e6
     if _samples is not None:
         _samples.extend(times_ms)
     runtime = runtime_info()
     return [
-        _report(p, t, warmup, threads, runtime.name, runtime.version)
-        for p, t in zip(paths, times_ms, strict=True)
+        _report(p, t, c if threads == 1 else None, warmup, threads, runtime.name, runtime.version)
+        for p, t, c in zip(paths, times_ms, cpu_ms, strict=True)
     ]
 
 
@@ -207,7 +238,9 @@ def _prepare(interpreter: Any, rng: np.random.Generator) -> Any:
             data = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind in "iu":
             info = np.iinfo(dtype)
-            data = rng.integers(max(info.min, -128), min(info.max, 127) + 1, size=shape).astype(dtype)
+            data = rng.integers(max(info.min, -128), min(info.max, 127) + 1, size=shape).astype(
+                dtype
+            )
         elif dtype.kind == "b":
             data = rng.integers(0, 2, size=shape).astype(dtype)
         else:
@@ -217,7 +250,13 @@ def _prepare(interpreter: Any, rng: np.random.Generator) -> Any:
 
 
 def _report(
-    path: str | os.PathLike[str], t: np.ndarray, warmup: int, threads: int, name: str, version: str
+    path: str | os.PathLike[str],
+    t: np.ndarray,
+    cpu: np.ndarray | None,
+    warmup: int,
+    threads: int,
+    name: str,
+    version: str,
 ) -> LatencyReport:
     return LatencyReport(
         path=str(path),
@@ -232,4 +271,5 @@ def _report(
         size_bytes=Path(path).stat().st_size,
         runtime=name,
         runtime_version=version,
+        cpu_median_ms=None if cpu is None else float(np.median(cpu)),
     )

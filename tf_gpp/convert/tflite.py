@@ -113,9 +113,7 @@ def _check_mode(quantization: Any, representative_data: Any, int8_io: bool) -> s
             "or generator), or use quantization='dynamic' which needs none."
         )
     if int8_io and quantization != "int8":
-        raise ConversionError(
-            f"int8_io=True requires quantization='int8' (got {quantization!r})."
-        )
+        raise ConversionError(f"int8_io=True requires quantization='int8' (got {quantization!r}).")
     if representative_data is not None and quantization != "int8":
         warnings.warn(
             f"representative_data is only used by quantization='int8'; ignored for "
@@ -147,7 +145,9 @@ def _check_output(out: Path, source: Path | None) -> None:
             "belongs to Keras model files; use a .tflite path."
         )
     if out.is_dir():
-        raise ConversionError(f"{out} is a directory; pass a file path such as {out / 'model.tflite'}.")
+        raise ConversionError(
+            f"{out} is a directory; pass a file path such as {out / 'model.tflite'}."
+        )
 
 
 def _load(source: Path) -> Any:
@@ -238,7 +238,9 @@ def _convert(
                 f"could not trace model '{model.name}' for export: {exc}"
             ) from exc
 
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serve"])
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            saved_model_dir, signature_keys=["serve"]
+        )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if mode is not None:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -253,7 +255,9 @@ def _convert(
         try:
             with warnings.catch_warnings():
                 # int8 calibration runs TF's own (deprecated) tf.lite.Interpreter.
-                warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
+                warnings.filterwarnings(
+                    "ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated"
+                )
                 return converter.convert()
         except Exception as exc:
             raise ConversionError(_converter_message(model, mode, exc)) from exc

@@ -169,7 +169,9 @@ def verify(
         path=str(tflite_path),
     )
     if warn and not passed:
-        warnings.warn(f"{Path(str(tflite_path)).name}: {message}", AccuracyDegradationWarning, stacklevel=2)
+        warnings.warn(
+            f"{Path(str(tflite_path)).name}: {message}", AccuracyDegradationWarning, stacklevel=2
+        )
     return report
 
 
