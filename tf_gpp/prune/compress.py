@@ -228,6 +228,7 @@ def compress(
     pushed_model = None
     for r in range(start, rounds + 1):
         t0 = time.perf_counter()
+        keras.utils.set_random_seed(seed + r)  # per-round seed: a resumed run replays the same round
         if push:
             current = _push_train(current, train, val, push_loss, push_epochs, learning_rate, one_hot, probs,
                                   verbose, callbacks)
