@@ -13,10 +13,11 @@ import keras
 
 
 def base_cnn(input_shape: tuple, num_classes: int) -> keras.Model:
-    """The demo's base model: 4 conv-BN-ReLU layers, global pooling, a hidden Dense."""
+    """The demo's base model: 4 conv-BN-ReLU layers (pooling after the 1st and 3rd),
+    global pooling, a hidden Dense of 128, logits."""
     inp = keras.Input(input_shape)
     x = inp
-    for i, (f, pool) in enumerate([(32, False), (32, True), (64, False), (64, True)]):
+    for i, (f, pool) in enumerate([(32, True), (32, False), (64, True), (64, False)]):
         x = keras.layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
         x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}")(x)
         x = keras.layers.ReLU(name=f"relu{i + 1}")(x)

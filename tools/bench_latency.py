@@ -41,11 +41,9 @@ Writes ``benchmarks/results/latency.{json,md,png}``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import gzip
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -100,59 +98,30 @@ def conv_widths(model: Any) -> list[int]:
     return [int(layer.filters) for layer in model.layers if hasattr(layer, "filters")]
 
 
-def count_macs(model: Any) -> int:
-    """MACs per sample of Conv2D and Dense layers (fallback when tf_gpp.profile is absent)."""
-    total = 0
-    for layer in model.layers:
-        if hasattr(layer, "filters"):
-            out_shape = layer.output.shape
-            kh, kw = layer.kernel_size
-            cin = layer.input.shape[-1]
-            total += int(out_shape[1] * out_shape[2] * kh * kw * cin * layer.filters)
-        elif hasattr(layer, "units"):
-            total += int(layer.input.shape[-1] * layer.units)
-    return total
-
-
 def profile_model(model: Any) -> dict[str, Any]:
-    try:
-        import tf_gpp
+    import tf_gpp
 
-        result = tf_gpp.profile(model)
-        return {"params": int(result.params), "macs": int(result.macs), "by": "tf_gpp.profile"}
-    except (ImportError, AttributeError) as exc:
-        return {
-            "params": int(model.count_params()),
-            "macs": count_macs(model),
-            "by": f"tools/bench_latency.count_macs (tf_gpp.profile unavailable: {exc})",
-        }
+    result = tf_gpp.profile(model)
+    return {"params": int(result.params), "macs": int(result.macs), "by": "tf_gpp.profile"}
 
 
 def half_pruned(keras: Any, model: Any) -> tuple[Any, str]:
-    """Remove half of every prunable channel group: engine if available, else width x0.5."""
+    """Remove half of every prunable channel group (lowest-L1 filters) with the engine."""
     import numpy as np
 
-    try:
-        import tf_gpp
+    import tf_gpp
 
-        request: dict[str, list[int]] = {}
-        for group in tf_gpp.channel_groups(model):
-            n = group.size // 2
-            if n == 0:
-                continue
-            producer = group.producers[0]
-            weights = model.get_layer(producer).get_weights()
-            if weights:
-                kernel = np.abs(weights[0]).reshape(-1, weights[0].shape[-1])
-                order = np.argsort(kernel.sum(axis=0), kind="stable")
-            else:
-                order = np.arange(group.size)[::-1]
-            request[producer] = sorted(int(i) for i in order[:n])
-        slim = tf_gpp.prune_channels(model, request)
-        method = "tf_gpp.prune_channels (half of every channel group, lowest-L1 filters)"
-    except (ImportError, AttributeError) as exc:
-        slim = build_vgg(keras, [w // 2 for w in VGG_WIDTHS], name="vgg_half")
-        method = f"width multiplier 0.5 (tf_gpp engine unavailable: {exc})"
+    request: dict[str, list[int]] = {}
+    for group in tf_gpp.channel_groups(model):
+        n = group.size // 2
+        if n == 0:
+            continue
+        producer = group.producers[0]
+        kernel = model.get_layer(producer).get_weights()[0]
+        order = np.argsort(np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0), kind="stable")
+        request[producer] = sorted(int(i) for i in order[:n])
+    slim = tf_gpp.prune_channels(model, request)
+    method = "tf_gpp.prune_channels (half of every channel group, lowest-L1 filters)"
     expected = [w // 2 for w in VGG_WIDTHS]
     if conv_widths(slim) != expected:
         raise SystemExit(f"pruned widths {conv_widths(slim)} != expected {expected} ({method})")
@@ -562,33 +531,18 @@ def _sizes(path: Path) -> dict[str, int]:
 
 
 def machine_info() -> dict[str, Any]:
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
+    """tools/_report.machine_info plus the runtime and the load at the start."""
     from tf_gpp.convert import runtime_info
 
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _report import machine_info as base_info
+
+    info = base_info()
     runtime = runtime_info()
-    return {
-        "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "runtime": f"{runtime.name} {runtime.version}",
-        "loadavg_start": os.getloadavg(),
-    }
+    info["runtime"] = f"{runtime.name} {runtime.version}"
+    info["date_utc"] = info["date"]
+    info["loadavg_start"] = os.getloadavg()
+    return info
 
 
 def _f(x: float | None, digits: int = 2) -> str:
