@@ -151,6 +151,7 @@ def compress(
     min_channels: int = 1,
     ignored_layers: tuple[str, ...] | list[str] = (),
     checkpoint_dir: str | os.PathLike | None = None,
+    log_dir: str | os.PathLike | None = None,
     seed: int = 0,
     verbose: int = 1,
     callbacks: list[keras.callbacks.Callback] | None = None,
@@ -172,6 +173,9 @@ def compress(
             ``eta * std``, eta raised by ``eta_step`` each round).
         round_to, min_channels, ignored_layers: structural constraints.
         checkpoint_dir: where each round is saved; an interrupted run resumes.
+        log_dir: TensorBoard folder for per-round MACs, params and accuracy scalars
+            (push terms are logged by a ``keras.callbacks.TensorBoard`` in ``callbacks``).
+        callbacks: extra Keras callbacks for every push-training and fine-tuning fit.
     """
     if strategy not in ("global", "threshold"):
         raise ValueError(f"strategy={strategy!r}: choose 'global' or 'threshold'")
@@ -224,6 +228,7 @@ def compress(
     if verbose:
         print(f"[tf_gpp] base: {base.params:,} params, {base.macs:,} MACs, accuracy {base_acc:.4f}")
 
+    writer = tf.summary.create_file_writer(str(log_dir)) if log_dir is not None else None
     done = False
     pushed_model = None
     for r in range(start, rounds + 1):
@@ -267,6 +272,11 @@ def compress(
             _save_atomic(slim, path)
             rec.checkpoint = str(path)
         history.append(rec)
+        if writer is not None:
+            with writer.as_default(step=r):
+                for key in ("macs", "params", "accuracy", "macs_ratio"):
+                    tf.summary.scalar(f"gpp/{key}", getattr(rec, key))
+            writer.flush()
         if ckpt is not None:
             _write_json_atomic({"base_accuracy": base_acc, "history": [asdict(h) for h in history],
                                 "done": done}, ckpt / "state.json")
