@@ -107,6 +107,31 @@ def _named_weights(layer: Any) -> list[tuple[str, Any]]:
     return [(v.name.split("/")[-1], v) for v in getattr(layer, "weights", [])]
 
 
+def _transfer_weights(
+    g: Any, target: keras.Model, changes: dict, edit: Any = None
+) -> None:
+    """Copy every layer's weights from ``g``'s model into ``target`` (same layer names);
+    for layers in ``changes``, ``edit(value, axis masks, what)`` transforms each named weight."""
+    for name, op in g.ops.items():
+        if not getattr(op, "weights", None):
+            continue
+        values = op.get_weights()
+        if edit is not None and name in changes:
+            masks = changes[name][1]
+            values = [
+                edit(v, masks[wn], f"layer '{name}' weight '{wn}'") if wn in masks else v
+                for (wn, _), v in zip(_named_weights(op), values, strict=True)
+            ]
+        try:
+            target.get_layer(name).set_weights(values)
+        except ValueError as e:
+            raise UnsupportedModelError(
+                f"layer '{name}' ({type(op).__name__}): sliced weights do not fit the rebuilt layer "
+                f"({e}). Its handler does not match the layer; register a correct one with "
+                "tf_gpp.register_handler."
+            ) from e
+
+
 def rebuild(dep: DependencyGraph, removed: set[int] | np.ndarray) -> keras.Model:
     """Rebuild ``dep``'s model without the units in ``removed``."""
     g = dep.graph
@@ -125,25 +150,7 @@ def rebuild(dep: DependencyGraph, removed: set[int] | np.ndarray) -> keras.Model
             "Custom layers must implement get_config() and be registered with "
             "keras.saving.register_keras_serializable()."
         ) from e
-    for name, op in g.ops.items():
-        if not getattr(op, "weights", None):
-            continue
-        target = new.get_layer(name)
-        values = op.get_weights()
-        if name in changes:
-            masks = changes[name][1]
-            values = [
-                slice_weight(v, masks[wn], f"layer '{name}' weight '{wn}'") if wn in masks else v
-                for (wn, _), v in zip(_named_weights(op), values, strict=True)
-            ]
-        try:
-            target.set_weights(values)
-        except ValueError as e:
-            raise UnsupportedModelError(
-                f"layer '{name}' ({type(op).__name__}): sliced weights do not fit the rebuilt layer "
-                f"({e}). Its handler does not match the layer; register a correct one with "
-                "tf_gpp.register_handler."
-            ) from e
+    _transfer_weights(g, new, changes, slice_weight)
     _recompile(g.source, new)
     return new
 
@@ -159,6 +166,15 @@ def _recompile(source: keras.Model, new: keras.Model) -> None:
         pass
 
 
+def _zero_removed(w: np.ndarray, masks: dict[int, np.ndarray], what: str) -> np.ndarray:
+    w = w.copy()
+    for axis, mask in masks.items():
+        index = [slice(None)] * w.ndim
+        index[axis % w.ndim] = ~mask
+        w[tuple(index)] = 0
+    return w
+
+
 def zero_pruned_weights(dep: DependencyGraph, removed: set[int]) -> keras.Model:
     """A copy of the model where every weight slice that ``rebuild`` would drop is zero.
 
@@ -167,22 +183,6 @@ def zero_pruned_weights(dep: DependencyGraph, removed: set[int]) -> keras.Model:
     """
     g = dep.graph
     removed_arr = np.fromiter(removed, dtype=np.int64, count=len(removed))
-    changes = layer_weight_masks(dep, removed_arr)
     clone = _from_config(copy.deepcopy(g.config), g.ops.values())
-    for name, op in g.ops.items():
-        if not getattr(op, "weights", None):
-            continue
-        values = op.get_weights()
-        if name in changes:
-            masks = changes[name][1]
-            zeroed = []
-            for (wn, _), v in zip(_named_weights(op), values, strict=True):
-                v = v.copy()
-                for axis, mask in masks.get(wn, {}).items():
-                    index = [slice(None)] * v.ndim
-                    index[axis % v.ndim] = ~mask
-                    v[tuple(index)] = 0
-                zeroed.append(v)
-            values = zeroed
-        clone.get_layer(name).set_weights(values)
+    _transfer_weights(g, clone, layer_weight_masks(dep, removed_arr), _zero_removed)
     return clone

@@ -22,6 +22,7 @@ class Importance:
 
     name = "importance"
     requires_data = False
+    _scores_consumers = False  # True: consumers' channel scores count too (e.g. BN scale)
 
     def prepare(self, model: keras.Model, dep: DependencyGraph, data: Any = None) -> None:
         """Compute what scoring needs (weights statistics, gradients...) for ``model``."""
@@ -40,8 +41,6 @@ class Importance:
             for i, pos in enumerate(group.channels(layer)):
                 out[i] += float(np.sum(scores[pos]))
         return out
-
-    _scores_consumers = False
 
     def get_config(self) -> dict:
         return {}

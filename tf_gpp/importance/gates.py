@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_gpp.graph.dependency import DependencyGraph
-from tf_gpp.surgery import _from_config
+from tf_gpp.surgery import _from_config, _transfer_weights
 
 
 @keras.saving.register_keras_serializable(package="tf_gpp")
@@ -99,9 +99,7 @@ def gated_model(
         config["output_layers"] = outputs
     ops = list(g.ops.values())
     model = _from_config(config, ops)
-    for name, op in g.ops.items():
-        if getattr(op, "weights", None):
-            model.get_layer(name).set_weights(op.get_weights())
+    _transfer_weights(g, model, {})
     gates = {name: model.get_layer(gate).gate for name, gate in gate_names.items()}
     return model, gates
 
