@@ -57,7 +57,7 @@ def run_demo(out_dir: str | None = None, data: str = "default", quick: bool = Fa
     model = base_cnn(ds.input_shape, ds.num_classes)
     model.compile(keras.optimizers.Adam(2e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
-    model.fit(ds.train, validation_data=ds.val, epochs=epochs or (4 if quick else 6), verbose=2)
+    model.fit(ds.train, validation_data=ds.val, epochs=epochs or (4 if quick else 6), verbose=2, shuffle=False)
     base_acc = float(model.evaluate(x_test, y_test, verbose=0, return_dict=True)["accuracy"])
     print(f"base test accuracy {base_acc:.4f} ({time.perf_counter() - t:.0f}s)")
     model.save(out / "base.keras")

@@ -312,7 +312,7 @@ def _push_train(model, train, val, push_loss, epochs, lr, one_hot, probs, verbos
         return model
     pm = PushModel(model, push=push_loss)
     _compile(pm, lr, one_hot, probs)
-    pm.fit(train, epochs=epochs, verbose=1 if verbose > 1 else 0,
+    pm.fit(train, epochs=epochs, verbose=1 if verbose > 1 else 0, shuffle=False,
            callbacks=[PushSchedule(warmup_epochs=min(1, epochs - 1)), *(callbacks or [])])
     return pm.strip()
 
@@ -323,8 +323,8 @@ def _finetune(slim, teacher, train, epochs, lr, one_hot, probs, verbose, callbac
     if teacher is not None and not probs:
         trainer = Distiller(slim, teacher)
         _compile(trainer, lr, one_hot, probs)
-        trainer.fit(train, epochs=epochs, verbose=1 if verbose > 1 else 0, callbacks=callbacks)
+        trainer.fit(train, epochs=epochs, verbose=1 if verbose > 1 else 0, shuffle=False, callbacks=callbacks)
         return slim
     _compile(slim, lr, one_hot, probs)
-    slim.fit(train, epochs=epochs, verbose=1 if verbose > 1 else 0, callbacks=callbacks)
+    slim.fit(train, epochs=epochs, verbose=1 if verbose > 1 else 0, shuffle=False, callbacks=callbacks)
     return slim

@@ -1,0 +1,416 @@
+"""Grow -> push -> prune in one call: grow an Inception net, then :func:`tf_gpp.compress` it.
+
+:func:`grow_push_prune` runs :class:`tf_gpp.grow.Grower` on the data and hands a
+copy of the grown model to :func:`tf_gpp.compress` (push-train, score, prune,
+fine-tune, in rounds) on the same pipelines. :func:`compress_grown` is the
+second half alone, for a :class:`GrowResult` obtained otherwise.
+
+With ``checkpoint_dir`` the grown net is saved (``grown.keras`` + ``grown.json``)
+and the compress rounds go to ``checkpoint_dir/compress``; calling again with the
+same directory skips growing and resumes compression after its last round.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import keras
+
+from tf_gpp.errors import DataError
+from tf_gpp.grow.checks import resolve_data
+from tf_gpp.grow.cost import Cost, model_cost
+from tf_gpp.grow.errors import GrowError
+from tf_gpp.grow.grower import Grower, GrowResult
+from tf_gpp.grow.spec import InceptionSpec
+
+if TYPE_CHECKING:
+    from tf_gpp.prune.compress import CompressResult
+
+#: ``compress`` arguments the pipeline supplies itself.
+_COMPRESS_RESERVED = ("model", "train_data", "validation_data")
+#: ``target_macs`` used when ``compress_kwargs`` names no target (half the grown net's MACs).
+DEFAULT_TARGET_MACS = 0.5
+#: Batch size of pipelines built from ``(x, y)`` arrays (``compress``'s default).
+DEFAULT_BATCH_SIZE = 64
+
+_GROWN_MODEL = "grown.keras"
+_GROWN_STATE = "grown.json"
+
+
+@dataclass
+class GPPResult:
+    """Outcome of :func:`grow_push_prune`.
+
+    Attributes:
+        grown: the growth result (grown model, per-step history, spec). Its model
+            is left as growing produced it: compression works on a copy.
+        compressed: the :class:`tf_gpp.CompressResult` of compressing the grown net.
+        seconds: wall time of the ``"grow"`` and ``"compress"`` stages.
+    """
+
+    grown: GrowResult
+    compressed: CompressResult
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def model(self) -> keras.Model:
+        """The final slim model (``compressed.model``)."""
+        return self.compressed.model
+
+    def _final(self) -> tuple[Cost, float | None]:
+        cost = model_cost(self.model)
+        for r in self.compressed.history:
+            if (r.params, r.macs) == (cost.params, cost.macs):
+                return cost, r.accuracy
+        return cost, None
+
+    def summary(self) -> str:
+        """Growth steps, compression rounds and a closing line grown -> final."""
+        cost, acc = self._final()
+        g = self.grown
+        acc_text = "?" if acc is None else f"{acc:.4f}"
+        return "\n".join([
+            g.summary(),
+            "[compress]",
+            self.compressed.summary(),
+            f"[gpp] {g.spec.model_name}: {g.cost.params:,} -> {cost.params:,} params, "
+            f"{g.cost.macs:,} -> {cost.macs:,} MACs ({100 * cost.macs / g.cost.macs:.1f}%), "
+            f"val_accuracy {self.compressed.base_accuracy:.4f} -> {acc_text}",
+        ])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the grown net and its history, the compress rounds, the final model."""
+        cost, acc = self._final()
+        g = self.grown
+        return {
+            "grown": {
+                "name": g.spec.model_name, "params": g.cost.params, "macs": g.cost.macs,
+                "val_accuracy": g.val_accuracy, "stop_reason": g.stop_reason,
+                "spec": g.spec.to_dict(), "history": g.history,
+            },
+            "compressed": self.compressed.to_dict(),
+            "final": {
+                "params": cost.params, "macs": cost.macs, "val_accuracy": acc,
+                "params_ratio": cost.params / g.cost.params, "macs_ratio": cost.macs / g.cost.macs,
+            },
+            "seconds": dict(self.seconds),
+        }
+
+
+# -- inputs ------------------------------------------------------------------------------
+
+
+def _is_array_pair(data: Any) -> bool:
+    return (
+        isinstance(data, tuple | list) and len(data) == 2
+        and not hasattr(data, "element_spec") and not hasattr(data[0], "element_spec")
+    )
+
+
+def _pipeline_from_arrays(
+    data: Any, what: str, num_classes: int | None, batch_size: int, train: bool, seed: int
+) -> tuple[Any, int]:
+    from tf_gpp.data import from_arrays
+
+    try:
+        bundle = from_arrays(
+            data[0], data[1], validation_split=0.0, batch_size=batch_size, seed=seed,
+            num_classes=num_classes, preprocessing=None, shuffle=train, name=what, source=what,
+        )
+    except DataError as e:
+        raise DataError(f"{what}: {e}") from None
+    return bundle.train, bundle.num_classes
+
+
+def as_pipelines(
+    train_data: Any,
+    val_data: Any | None,
+    input_shape: Any | None = None,
+    num_classes: int | None = None,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    seed: int = 0,
+) -> tuple[Any, Any, Any, int | None]:
+    """``(train, val, input_shape, num_classes)`` with train/val as ``tf.data`` pipelines.
+
+    Accepts a :class:`tf_gpp.data.Dataset` bundle (its ``.train``/``.val`` and
+    metadata), ``(x, y)`` arrays (validated; batched, the training split shuffled
+    every epoch; inputs used as given) or ``tf.data`` datasets of ``(x, y)`` batches
+    (used as they are). Shapes and labels are checked later by ``grow``.
+    """
+    if hasattr(train_data, "train") and hasattr(train_data, "num_classes"):
+        bundle = train_data
+        train_data = bundle.train
+        val_data = val_data if val_data is not None else bundle.val
+        input_shape = input_shape if input_shape is not None else bundle.input_shape
+        num_classes = num_classes if num_classes is not None else bundle.num_classes
+    if _is_array_pair(train_data):
+        train_data, inferred = _pipeline_from_arrays(
+            train_data, "train_data", num_classes, batch_size, True, seed
+        )
+        num_classes = num_classes if num_classes is not None else inferred
+    if _is_array_pair(val_data):
+        val_data, _ = _pipeline_from_arrays(val_data, "val_data", num_classes, batch_size, False, seed)
+    return train_data, val_data, input_shape, num_classes
+
+
+def _check_grow_kwargs(grow_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    if grow_kwargs is None:
+        return {}
+    if not isinstance(grow_kwargs, dict):
+        raise GrowError(f"grow_kwargs must be a dict of grow() options, got {type(grow_kwargs).__name__}.")
+    params = inspect.signature(Grower.__init__).parameters
+    valid = sorted(p for p in params if p not in ("self", "input_shape", "num_classes"))
+    for key in grow_kwargs:
+        if key in ("input_shape", "num_classes"):
+            raise GrowError(f"grow_kwargs may not set {key!r}: pass it to grow_push_prune itself.")
+        if key not in params:
+            raise GrowError(f"grow_kwargs: unknown option {key!r}; valid options are {valid}.")
+    return dict(grow_kwargs)
+
+
+def _check_target(value: Any, key: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise GrowError(
+            f"compress_kwargs[{key!r}]={value!r}: give a fraction of the grown net in (0, 1) "
+            "or an absolute count > 1."
+        )
+    if value == 1:
+        raise GrowError(f"compress_kwargs[{key!r}]=1 keeps the whole grown net: nothing to prune.")
+
+
+def _check_compress_kwargs(
+    compress_kwargs: dict[str, Any] | None, checkpoint_dir: str | os.PathLike | None
+) -> dict[str, Any]:
+    """Validate ``compress`` options before anything trains; fill in the default target."""
+    from tf_gpp.importance import get_importance
+    from tf_gpp.prune.compress import compress
+
+    if compress_kwargs is None:
+        compress_kwargs = {}
+    if not isinstance(compress_kwargs, dict):
+        raise GrowError(
+            f"compress_kwargs must be a dict of tf_gpp.compress options, got {type(compress_kwargs).__name__}."
+        )
+    kwargs = dict(compress_kwargs)
+    params = inspect.signature(compress).parameters
+    valid = sorted(p for p in params if p not in _COMPRESS_RESERVED)
+    for key in kwargs:
+        if key in _COMPRESS_RESERVED:
+            raise GrowError(f"compress_kwargs may not set {key!r}: the pipeline passes the grown model and data.")
+        if key not in params:
+            raise GrowError(f"compress_kwargs: unknown option {key!r}; valid options are {valid}.")
+    if checkpoint_dir is not None and kwargs.get("checkpoint_dir") is not None:
+        raise GrowError(
+            "Give checkpoint_dir either to grow_push_prune (compress rounds go to <dir>/compress) "
+            "or in compress_kwargs, not both."
+        )
+    strategy = kwargs.get("strategy", "global")
+    if strategy not in ("global", "threshold"):
+        raise GrowError(f"compress_kwargs['strategy']={strategy!r}: choose 'global' or 'threshold'.")
+    for key in ("target_macs", "target_params"):
+        _check_target(kwargs.get(key), key)
+    if strategy == "global" and kwargs.get("target_macs") is None and kwargs.get("target_params") is None:
+        kwargs["target_macs"] = DEFAULT_TARGET_MACS
+    for key in ("rounds", "push_epochs", "finetune_epochs"):
+        value = kwargs.get(key)
+        low = 1 if key == "rounds" else 0
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise GrowError(f"compress_kwargs[{key!r}]={value!r}: must be an integer >= {low}.")
+    drop = kwargs.get("max_accuracy_drop")
+    if drop is not None and not 0 <= drop <= 1:
+        raise GrowError(f"compress_kwargs['max_accuracy_drop']={drop!r}: a fraction of accuracy in [0, 1].")
+    try:
+        get_importance(kwargs.get("importance", "gpp"))
+    except ValueError as e:
+        raise GrowError(f"compress_kwargs['importance']: {e}") from None
+    return kwargs
+
+
+def _check_target_below(grown: GrowResult, kwargs: dict[str, Any]) -> None:
+    """An absolute target the grown net already meets would prune nothing."""
+    for key, have in (("target_macs", grown.cost.macs), ("target_params", grown.cost.params)):
+        target = kwargs.get(key)
+        if target is not None and target > 1 and target >= have:
+            err = GrowError(
+                f"compress_kwargs[{key!r}]={target:,} is not below the grown net "
+                f"{grown.spec.model_name} ({have:,}): nothing to prune. Use a fraction such as 0.5 "
+                "or a smaller count; the grown net is attached to this error as .grown."
+            )
+            err.grown = grown  # type: ignore[attr-defined]
+            raise err
+
+
+# -- checkpoints -------------------------------------------------------------------------
+
+
+def _save_grown(grown: GrowResult, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".grown.", suffix=".keras")
+    os.close(fd)
+    grown.model.save(tmp)
+    os.replace(tmp, folder / _GROWN_MODEL)
+    state = {
+        "spec": grown.spec.to_dict(), "history": grown.history,
+        "stop_reason": grown.stop_reason, "cost": asdict(grown.cost),
+    }
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".grown.", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(state, f, indent=2)
+    os.replace(tmp, folder / _GROWN_STATE)
+
+
+def _load_grown(folder: Path) -> GrowResult | None:
+    model_path, state_path = folder / _GROWN_MODEL, folder / _GROWN_STATE
+    if not (model_path.exists() and state_path.exists()):
+        return None
+    state = json.loads(state_path.read_text())
+    return GrowResult(
+        model=keras.models.load_model(model_path),
+        history=state["history"],
+        spec=InceptionSpec.from_dict(state["spec"]),
+        stop_reason=state["stop_reason"],
+        cost=Cost(**state["cost"]),
+    )
+
+
+def _copy(model: keras.Model) -> keras.Model:
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+# -- the pipeline ------------------------------------------------------------------------
+
+
+def compress_grown(
+    grown: GrowResult,
+    train_data: Any,
+    val_data: Any,
+    *,
+    compress_kwargs: dict[str, Any] | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    verbose: int = 1,
+) -> GPPResult:
+    """Push and prune ``grown.model`` (a copy) with :func:`tf_gpp.compress`.
+
+    ``train_data``/``val_data`` as for ``compress``: ``tf.data`` datasets or
+    ``(x, y)`` arrays. ``compress_kwargs`` as for :func:`grow_push_prune`; the
+    compress rounds are checkpointed to ``checkpoint_dir`` itself.
+    """
+    from tf_gpp.prune.compress import compress
+
+    kwargs = _check_compress_kwargs(compress_kwargs, checkpoint_dir)
+    if checkpoint_dir is not None:
+        kwargs["checkpoint_dir"] = checkpoint_dir
+    kwargs.setdefault("verbose", verbose)
+    _check_target_below(grown, kwargs)
+    t0 = time.perf_counter()
+    compressed = compress(_copy(grown.model), train_data, val_data, **kwargs)
+    return GPPResult(grown=grown, compressed=compressed,
+                     seconds={"compress": round(time.perf_counter() - t0, 1)})
+
+
+def grow_push_prune(
+    train_data: Any,
+    val_data: Any | None = None,
+    input_shape: Any | None = None,
+    num_classes: int | None = None,
+    *,
+    grow_kwargs: dict[str, Any] | None = None,
+    compress_kwargs: dict[str, Any] | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    verbose: int = 1,
+) -> GPPResult:
+    """Grow an Inception classifier, then push and prune it: Grow-Push-Prune in one call.
+
+    Args:
+        train_data: a :class:`tf_gpp.data.Dataset` (its ``.train``, and by default
+            its ``.val``, ``input_shape`` and ``num_classes``), ``(x, y)`` arrays
+            (sparse or one-hot labels) or a ``tf.data.Dataset`` of ``(x, y)`` batches.
+        val_data: validation data in the same forms (required unless the bundle
+            has a ``val`` split); growth steps are accepted and compression
+            tolerance judged on it.
+        input_shape, num_classes: as for :func:`tf_gpp.grow.grow` (inferred from
+            a bundle, labelled arrays or the start spec when omitted).
+        grow_kwargs: options of :func:`tf_gpp.grow.grow` / :class:`Grower`
+            (``start``, ``max_params``, ``max_macs``, ``max_rounds``, ``min_delta``,
+            ``epochs_per_round``, ``optimizer``, ``compile_kwargs``, ``seed``, ...).
+        compress_kwargs: options of :func:`tf_gpp.compress` (``target_macs``,
+            ``target_params``, ``importance``, ``push``, ``rounds``, ``push_epochs``,
+            ``finetune_epochs``, ``max_accuracy_drop``, ``batch_size``, ...). Targets
+            <= 1 are fractions of the grown net; without a target (global
+            strategy) ``target_macs=0.5``.
+        checkpoint_dir: saves the grown net and the compress rounds; a second call
+            with the same directory skips growing and resumes compression.
+        verbose: 0 silent, 1 one line per growth step and compress round, 2 also
+            per-epoch lines (overridden by ``verbose`` in either kwargs dict).
+
+    Returns:
+        :class:`GPPResult`: ``.grown``, ``.compressed``, ``.model`` (the slim model),
+        ``.summary()``, ``.to_dict()``.
+
+    Raises:
+        GrowError: bad options in either dict (checked before any training), an
+            impossible growth budget, input too small, num_classes < 2, an absolute
+            target the grown net already meets, or a checkpoint of another task.
+        DataError: data that is not single-label image classification data.
+    """
+    gkw = _check_grow_kwargs(grow_kwargs)
+    ckw = _check_compress_kwargs(compress_kwargs, checkpoint_dir)
+    gkw.setdefault("verbose", verbose)
+    ckw.setdefault("verbose", verbose)
+    batch_size = ckw.get("batch_size", DEFAULT_BATCH_SIZE)
+    seed = gkw.get("seed") if gkw.get("seed") is not None else ckw.get("seed", 0)
+    train, val, input_shape, num_classes = as_pipelines(
+        train_data, val_data, input_shape, num_classes, batch_size=batch_size, seed=seed
+    )
+    grower = Grower(input_shape, num_classes, **gkw)  # option errors before any data work
+
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    grown = _load_grown(folder) if folder is not None else None
+    t0 = time.perf_counter()
+    if grown is None:
+        grown = grower.run(train, val)
+        if folder is not None:
+            _save_grown(grown, folder)
+    else:
+        spec = grown.spec
+        _, _, shape, classes = resolve_data(
+            train, val, input_shape if input_shape is not None else spec.input_shape,
+            num_classes if num_classes is not None else spec.num_classes,
+        )
+        if tuple(shape) != spec.input_shape or classes != spec.num_classes:
+            raise GrowError(
+                f"checkpoint_dir {folder} holds {spec.model_name} for input {spec.input_shape} and "
+                f"{spec.num_classes} classes, but the data has {tuple(shape)} and {classes}: "
+                "use another checkpoint_dir."
+            )
+        if verbose:
+            print(f"[gpp] resuming: grown {spec.model_name} loaded from {folder}", flush=True)
+    grow_seconds = round(time.perf_counter() - t0, 1)
+
+    result = compress_grown(
+        grown, train, val, compress_kwargs=ckw,
+        checkpoint_dir=folder / "compress" if folder is not None else None, verbose=verbose,
+    )
+    result.seconds = {"grow": grow_seconds, **result.seconds}
+    if verbose:
+        cost, acc = result._final()
+        acc_text = "?" if acc is None else f"{acc:.4f}"
+        print(
+            f"[gpp] {grown.spec.model_name} {grown.cost.macs:,} -> {cost.macs:,} MACs, "
+            f"{grown.cost.params:,} -> {cost.params:,} params, val_accuracy "
+            f"{result.compressed.base_accuracy:.4f} -> {acc_text}", flush=True,
+        )
+    return result
