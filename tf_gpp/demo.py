@@ -76,7 +76,7 @@ def run_demo(out_dir: str | None = None, data: str = "default", quick: bool = Fa
     base_tfl = to_tflite(model, out / "base.tflite")
     slim_tfl = to_tflite(slim, out / "slim.tflite")
     int8_tfl = to_tflite(slim, out / "slim_int8.tflite", quantization="int8", representative_data=ds.as_numpy("train")[0][:200])
-    checks = {p.name: verify(p, slim if "slim" in p.name else model, x_test[:1000], y_test[:1000])
+    checks = {p.name: verify(p, slim if "slim" in p.name else model, x_test, y_test)
               for p in (base_tfl, slim_tfl, int8_tfl)}
     for name, rep in checks.items():
         print(f"{name}: {rep}")
