@@ -81,3 +81,18 @@ def test_demo_quick(tmp_path):
     for name in ("slim.keras", "slim.tflite", "slim_int8.tflite", "report.png", "report.html", "result.json"):
         assert (tmp_path / "run" / name).exists()
     assert main(["report", str(tmp_path / "run")]) == 0
+
+
+def test_compress_and_grow_commands(tmp_path, capsys):
+    from tests.digits_model import digits_cnn
+
+    base = tmp_path / "digits.keras"
+    digits_cnn(epochs=3).save(base)
+    out = tmp_path / "slim.keras"
+    argv = ["compress", str(base), "--data", "digits", "--target-macs", "0.6", "--rounds", "1",
+            "--importance", "l1", "--no-push", "--finetune-epochs", "1", "-o", str(out)]
+    assert main(argv) == 0
+    assert out.exists() and "round" in capsys.readouterr().out
+    grown = tmp_path / "grown.keras"
+    assert main(["grow", "--data", "digits", "--max-rounds", "1", "--epochs-per-round", "1", "-o", str(grown)]) == 0
+    assert grown.exists()
