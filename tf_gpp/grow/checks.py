@@ -13,6 +13,18 @@ from tf_gpp.grow.errors import GrowError
 TRAIN_BATCHES_SCANNED = 20
 
 
+
+def unpack_bundle(train_data: Any, val_data: Any, input_shape: Any, num_classes: Any) -> tuple:
+    """Split a :class:`tf_gpp.data.Dataset` bundle into its train/val pipelines and
+    metadata (explicit arguments win); anything else is returned unchanged."""
+    if hasattr(train_data, "train") and hasattr(train_data, "num_classes"):
+        bundle = train_data
+        train_data = bundle.train
+        val_data = val_data if val_data is not None else bundle.val
+        input_shape = input_shape if input_shape is not None else bundle.input_shape
+        num_classes = num_classes if num_classes is not None else bundle.num_classes
+    return train_data, val_data, input_shape, num_classes
+
 def _labels(ds: Any, max_batches: int | None) -> np.ndarray:
     chunks = []
     for i, (_, y) in enumerate(ds):
@@ -84,12 +96,9 @@ def resolve_data(
         DataError: non-pipeline data, shape mismatches, one-hot, continuous,
             out-of-range or single-class labels.
     """
-    if hasattr(train_data, "train") and hasattr(train_data, "num_classes"):
-        bundle = train_data
-        train_data = bundle.train
-        val_data = val_data if val_data is not None else bundle.val
-        input_shape = input_shape if input_shape is not None else bundle.input_shape
-        num_classes = num_classes if num_classes is not None else bundle.num_classes
+    train_data, val_data, input_shape, num_classes = unpack_bundle(
+        train_data, val_data, input_shape, num_classes
+    )
     if val_data is None:
         raise GrowError(
             "val_data is required: a growth step is accepted only if validation accuracy improves. "

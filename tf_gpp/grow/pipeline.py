@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 
 from tf_gpp.errors import DataError
-from tf_gpp.grow.checks import resolve_data
+from tf_gpp.grow.checks import resolve_data, unpack_bundle
 from tf_gpp.grow.cost import Cost, model_cost
 from tf_gpp.grow.errors import GrowError
 from tf_gpp.grow.grower import Grower, GrowResult
@@ -146,12 +146,9 @@ def as_pipelines(
     every epoch; inputs used as given) or ``tf.data`` datasets of ``(x, y)`` batches
     (used as they are). Shapes and labels are checked later by ``grow``.
     """
-    if hasattr(train_data, "train") and hasattr(train_data, "num_classes"):
-        bundle = train_data
-        train_data = bundle.train
-        val_data = val_data if val_data is not None else bundle.val
-        input_shape = input_shape if input_shape is not None else bundle.input_shape
-        num_classes = num_classes if num_classes is not None else bundle.num_classes
+    train_data, val_data, input_shape, num_classes = unpack_bundle(
+        train_data, val_data, input_shape, num_classes
+    )
     if _is_array_pair(train_data):
         train_data, inferred = _pipeline_from_arrays(
             train_data, "train_data", num_classes, batch_size, True, seed
