@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--target-macs", type=float, help="fraction of base MACs (e.g. 0.3) or absolute")
     sp.add_argument("--target-params", type=float, help="fraction of base params or absolute")
     sp.add_argument("--max-accuracy-drop", type=float, default=0.02)
-    sp.add_argument("--importance", default="gpp", help="gpp, gpp_lda, gpp_linear, l1, bn_scale, taylor, random")
+    sp.add_argument("--importance", default="gpp_lda", help="gpp_lda (default), gpp, gpp_linear, l1, bn_scale, taylor, random")
     sp.add_argument("--no-push", action="store_true", help="prune without push training (CVIU LDA-prune)")
     sp.add_argument("--rounds", type=int, default=3)
     sp.add_argument("--push-epochs", type=int, default=1)

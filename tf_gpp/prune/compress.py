@@ -135,7 +135,7 @@ def compress(
     target_macs: float | None = None,
     target_params: float | None = None,
     max_accuracy_drop: float = 0.02,
-    importance: str | Importance = "gpp",
+    importance: str | Importance = "gpp_lda",
     push: bool = True,
     push_loss: Any = None,
     strategy: str = "global",
@@ -165,7 +165,7 @@ def compress(
         target_macs, target_params: fraction of the base model (<= 1) or absolute
             count; with ``strategy="global"`` at least one is required.
         max_accuracy_drop: tolerated validation accuracy loss (0.02 = 2 points).
-        importance: ``"gpp"`` (default), ``"gpp_lda"``, ``"gpp_linear"``, ``"l1"``,
+        importance: ``"gpp_lda"`` (default: see docs/method.md, ablation), ``"gpp"``, ``"gpp_linear"``, ``"l1"``,
             ``"bn_scale"``, ``"taylor"``, ``"random"`` or an :class:`Importance`.
         push: train with the push objective before each prune (GPP); ``False``
             gives the CVIU paper's LDA-prune.
