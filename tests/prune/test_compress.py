@@ -43,3 +43,13 @@ def test_compress_bad_arguments(base):
         tf_gpp.compress(base, (train[0][:0], train[1][:0]), val, target_macs=0.5, verbose=0)
     with pytest.raises(ValueError, match="strategy"):
         tf_gpp.compress(base, train, val, target_macs=0.5, strategy="magic", verbose=0)
+
+
+def test_compress_leaves_the_users_model_alone(base):
+    train, val = digits_split()
+    before = [w.copy() for w in base.get_weights()]
+    optimizer = base.optimizer
+    tf_gpp.compress(base, train, val, target_macs=0.8, rounds=1, push_epochs=1, finetune_epochs=1, verbose=0)
+    for a, b in zip(base.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert base.optimizer is optimizer

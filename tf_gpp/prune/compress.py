@@ -205,6 +205,7 @@ def compress(
     history: list[RoundRecord] = []
     models: dict[int, keras.Model] = {}
     current = rebuild(DependencyGraph(model), set())  # a copy: the user's model is never trained
+    base_copy = current  # nor recompiled: the base accuracy is measured on the copy
     start = 1
     base_acc = None
     if ckpt is not None:
@@ -224,7 +225,7 @@ def compress(
             if state.get("done"):
                 start = rounds + 1
     if base_acc is None:
-        base_acc = _accuracy(model, val, one_hot, probs)
+        base_acc = _accuracy(base_copy, val, one_hot, probs)
     if verbose:
         print(f"[tf_gpp] base: {base.params:,} params, {base.macs:,} MACs, accuracy {base_acc:.4f}")
 
