@@ -174,8 +174,8 @@ BASE_RECIPES = {
     },
     "quick": {
         "widths": list(BASE_WIDTHS), "dense": BASE_DENSE, "bn_momentum": BN_MOMENTUM,
-        "dropout": DROPOUT, "epochs": 1, "lr": 2e-3, "batch_size": 128, "seed": 0,
-        "limit_train": 4000, "optimizer": "Adam, cosine decay to 0", "augmentation": None,
+        "dropout": DROPOUT, "epochs": 3, "lr": 2e-3, "batch_size": 128, "seed": 0,
+        "limit_train": 6000, "optimizer": "Adam, cosine decay to 0", "augmentation": None,
     },
 }
 
