@@ -25,11 +25,15 @@ def unpack_bundle(train_data: Any, val_data: Any, input_shape: Any, num_classes:
         num_classes = num_classes if num_classes is not None else bundle.num_classes
     return train_data, val_data, input_shape, num_classes
 
-def _labels(ds: Any, max_batches: int | None) -> np.ndarray:
+def _labels(ds: Any, max_batches: int | None, what: str = "data") -> np.ndarray:
+    """Labels of the first ``max_batches`` batches; refuses non-finite inputs on the way."""
     chunks = []
-    for i, (_, y) in enumerate(ds):
+    for i, (x, y) in enumerate(ds):
         if max_batches is not None and i >= max_batches:
             break
+        xa = np.asarray(x)
+        if xa.dtype.kind == "f" and not np.all(np.isfinite(xa)):
+            raise DataError(f"{what} batch {i} has NaN or inf inputs; clean or impute them first.")
         chunks.append(np.asarray(y).reshape(-1))
     return np.concatenate(chunks) if chunks else np.zeros(0)
 
@@ -126,12 +130,12 @@ def resolve_data(
         ):
             raise DataError(f"{what} yields inputs of shape {shape}, but input_shape={input_shape}.")
 
-    val_labels = _labels(val_data, None)
+    val_labels = _labels(val_data, None, "val_data")
     _check_labels(val_labels, num_classes, "val_data")
-    train_labels = _labels(train_data, TRAIN_BATCHES_SCANNED)
+    train_labels = _labels(train_data, TRAIN_BATCHES_SCANNED, "train_data")
     _check_labels(train_labels, num_classes, "train_data")
     if len(np.unique(np.concatenate([train_labels, val_labels]))) < 2:
-        train_labels = _labels(train_data, None)  # the first batches may be sorted by class
+        train_labels = _labels(train_data, None, "train_data")  # the first batches may be sorted by class
         _check_labels(train_labels, num_classes, "train_data")
         if len(np.unique(np.concatenate([train_labels, val_labels]))) < 2:
             raise DataError(
