@@ -70,13 +70,25 @@ class BNScale(Importance):
 
 
 class RandomImportance(Importance):
-    """Uniform random scores (a sanity baseline)."""
+    """Uniform random scores (a sanity baseline).
+
+    ``seed=None`` (default) draws a new stream at every :meth:`prepare` from NumPy's global
+    RNG, so it follows ``keras.utils.set_random_seed`` (as ``compress(seed=...)`` sets it
+    each round); an int fixes one stream for the object's lifetime.
+    """
 
     name = "random"
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int | None = None) -> None:
         self.seed = seed
-        self._rng = np.random.default_rng(seed)
+        self._rng = self._new_rng()
+
+    def _new_rng(self) -> np.random.Generator:
+        return np.random.default_rng(self.seed if self.seed is not None else np.random.randint(0, 2**31 - 1))
+
+    def prepare(self, model: keras.Model, dep: DependencyGraph, data: Any = None) -> None:
+        if self.seed is None:
+            self._rng = self._new_rng()
 
     def __call__(self, dep, group):
         return self._rng.random(group.size)
