@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tf_gpp.errors import PruningRequestError
 from tf_gpp.importance.base import Importance
 from tf_gpp.importance.gpp import GPPUtility
 from tf_gpp.importance.magnitude import BNScale, L1Norm, RandomImportance
@@ -24,7 +25,7 @@ def get_importance(spec: str | Importance) -> Importance:
     if isinstance(spec, Importance):
         return spec
     if spec not in _BY_NAME:
-        raise ValueError(f"unknown importance {spec!r}; choose one of {sorted(_BY_NAME)} or pass an Importance")
+        raise PruningRequestError(f"unknown importance {spec!r}; choose one of {sorted(_BY_NAME)} or pass an Importance")
     return _BY_NAME[spec]()
 
 

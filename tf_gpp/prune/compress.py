@@ -12,8 +12,10 @@ resumes after the last finished round.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,7 +26,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_gpp.errors import DataError, PruningRequestError
+from tf_gpp.discriminant.labels import as_class_indices
+from tf_gpp.errors import DataError, PruningRequestError, UnsupportedModelError
 from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.importance import Importance, get_importance
 from tf_gpp.importance.taylor import outputs_are_probabilities
@@ -93,6 +96,80 @@ def _dataset(data: Any, batch_size: int, shuffle: bool, seed: int) -> tf.data.Da
     raise DataError(f"data must be an (x, y) tuple of arrays or a tf.data.Dataset of (x, y), got {type(data).__name__}")
 
 
+#: Training batches of a ``tf.data`` pipeline scanned up front (validation data is scanned fully).
+TRAIN_BATCHES_SCANNED = 20
+
+
+def _check_model(model: Any) -> DependencyGraph:
+    """The model's dependency graph; refuses models ``compress`` cannot train or rebuild."""
+    dep = DependencyGraph(model)  # UnsupportedModelError for subclassed models and non-models
+    if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2 or (model.outputs[0].shape[-1] or 0) < 2:
+        shapes = [tuple(o.shape) for o in model.outputs]
+        raise UnsupportedModelError(
+            f"model {model.name!r} has outputs of shape {shapes}; compress needs one classification "
+            "output of shape (batch, C) with C >= 2 logits or probabilities."
+        )
+    for layer in model.layers:
+        for v in layer.weights:
+            if not np.all(np.isfinite(np.asarray(v))):
+                raise UnsupportedModelError(
+                    f"weight {v.path!r} of layer {layer.name!r} holds NaN or inf: the model has "
+                    "diverged. Retrain it (lower learning rate) or restore a finite checkpoint."
+                )
+    return dep
+
+
+def _check_data(ds: tf.data.Dataset, num_classes: int, what: str, max_batches: int | None) -> None:
+    """Refuse empty data, non-finite inputs and labels that are not classes ``0..C-1``
+    (sparse or one-hot), on the first ``max_batches`` batches (all if ``None``)."""
+    labels, exhausted = [], True
+    for i, batch in enumerate(ds):
+        if max_batches is not None and i >= max_batches:
+            exhausted = False
+            break
+        if not isinstance(batch, tuple | list) or len(batch) not in (2, 3):
+            raise DataError(f"{what} must yield (x, y) or (x, y, sample_weight) batches; got {type(batch).__name__}.")
+        x, y = batch[0], np.asarray(batch[1])
+        for t in tf.nest.flatten(x):
+            if t.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(t))):
+                raise DataError(f"{what} batch {i} has NaN or inf inputs; clean or impute them first.")
+        if y.ndim == 2 and y.shape[1] not in (1, num_classes):
+            raise DataError(
+                f"{what} has labels of shape {y.shape} but the model has {num_classes} outputs: pass "
+                f"class indices (batch,) or one-hot rows of width {num_classes}."
+            )
+        try:
+            labels.append(as_class_indices(y, num_classes, len(y)))
+        except DataError as exc:
+            raise DataError(f"{what} batch {i}: {exc}") from None
+    if not labels or sum(len(a) for a in labels) == 0:
+        raise DataError(f"{what} is empty: give at least one labelled (x, y) sample.")
+    if exhausted and what == "train_data" and len(np.unique(np.concatenate(labels))) < 2:
+        raise DataError(
+            f"{what} holds a single class ({int(labels[0][0])}); pruning a classifier needs "
+            "examples of at least 2 classes."
+        )
+
+
+def _label_errors(fn: Any) -> Any:
+    """Turn TensorFlow's out-of-range label error (a batch past the scanned ones) into a DataError."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except tf.errors.InvalidArgumentError as exc:
+            found = re.search(r"label value of (-?\d+) which is outside the valid range of \[0, (\d+)\)", str(exc))
+            if found is None:
+                raise
+            raise DataError(
+                f"a batch holds label {found[1]} but the model has {found[2]} classes; labels must be "
+                f"class indices in [0, {found[2]}): remap them or give the model {found[2]}+ outputs."
+            ) from exc
+
+    return wrapper
+
+
 def _compile(model: keras.Model, learning_rate: float, one_hot: bool, probs: bool) -> None:
     loss = (keras.losses.CategoricalCrossentropy if one_hot else keras.losses.SparseCategoricalCrossentropy)(
         from_logits=not probs
@@ -100,6 +177,7 @@ def _compile(model: keras.Model, learning_rate: float, one_hot: bool, probs: boo
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"])
 
 
+@_label_errors
 def _accuracy(model: keras.Model, data: tf.data.Dataset, one_hot: bool, probs: bool) -> float:
     _compile(model, 1e-3, one_hot, probs)
     return float(model.evaluate(data, verbose=0, return_dict=True)["accuracy"])
@@ -122,8 +200,13 @@ def _write_json_atomic(payload: dict, path: Path) -> None:
 def _resolve_target(target: float | None, base: int, name: str) -> int | None:
     if target is None:
         return None
-    if not np.isfinite(target) or target <= 0:
-        raise PruningRequestError(f"{name}={target}: give a fraction of the base model in (0, 1] or an absolute count > 1")
+    if isinstance(target, bool) or not isinstance(target, int | float | np.number) or not np.isfinite(target) or target <= 0:
+        raise PruningRequestError(f"{name}={target!r}: give a fraction of the base model in (0, 1] or an absolute count > 1")
+    if target > 1 and target != int(target):
+        raise PruningRequestError(
+            f"{name}={target}: values above 1 are absolute counts and must be whole numbers; "
+            "for a fraction of the base model give a value in (0, 1]"
+        )
     return int(target * base) if target <= 1 else int(target)
 
 
@@ -178,20 +261,23 @@ def compress(
         callbacks: extra Keras callbacks for every push-training and fine-tuning fit.
     """
     if strategy not in ("global", "threshold"):
-        raise ValueError(f"strategy={strategy!r}: choose 'global' or 'threshold'")
+        raise PruningRequestError(f"strategy={strategy!r}: choose 'global' or 'threshold'")
     if strategy == "global" and target_macs is None and target_params is None:
-        raise ValueError("strategy='global' needs target_macs or target_params (a fraction like 0.3)")
+        raise PruningRequestError("strategy='global' needs target_macs or target_params (a fraction like 0.3)")
     if rounds < 1:
-        raise ValueError(f"rounds={rounds}: must be >= 1")
+        raise PruningRequestError(f"rounds={rounds}: must be >= 1")
     if not 0 <= max_accuracy_drop <= 1:
-        raise ValueError(f"max_accuracy_drop={max_accuracy_drop}: a fraction of accuracy in [0, 1]")
+        raise PruningRequestError(f"max_accuracy_drop={max_accuracy_drop}: a fraction of accuracy in [0, 1]")
     keras.utils.set_random_seed(seed)
     imp = get_importance(importance)
     constraints = Constraints(round_to, min_channels, set(ignored_layers))
+    base_dep = _check_model(model)
+    num_classes = int(model.outputs[0].shape[-1])
     train = _dataset(train_data, batch_size, True, seed)
     val = _dataset(validation_data, batch_size, False, seed)
+    _check_data(train, num_classes, "train_data", None if isinstance(train_data, tuple | list) else TRAIN_BATCHES_SCANNED)
+    _check_data(val, num_classes, "validation_data", None)
     y0 = next(iter(train))[1]
-    num_classes = int(model.outputs[0].shape[-1])
     one_hot = y0.shape.rank is not None and y0.shape.rank >= 2 and y0.shape[-1] == num_classes
     probs = outputs_are_probabilities(model)
     teacher = keras.models.clone_model(model) if distill else None
@@ -201,10 +287,16 @@ def compress(
     base = profile(model)
     t_macs = _resolve_target(target_macs, base.macs, "target_macs")
     t_params = _resolve_target(target_params, base.params, "target_params")
+    if strategy == "global" and all(t is None or t >= b for t, b in ((t_macs, base.macs), (t_params, base.params))):
+        raise PruningRequestError(
+            f"target_macs={target_macs}, target_params={target_params}: the base model "
+            f"({base.macs:,} MACs, {base.params:,} params) already meets it, nothing to prune; "
+            "give a fraction below 1 (e.g. 0.3) or a count below the base model's"
+        )
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     history: list[RoundRecord] = []
     models: dict[int, keras.Model] = {}
-    current = rebuild(DependencyGraph(model), set())  # a copy: the user's model is never trained
+    current = rebuild(base_dep, set())  # a copy: the user's model is never trained
     base_copy = current  # nor recompiled: the base accuracy is measured on the copy
     start = 1
     base_acc = None
@@ -306,6 +398,7 @@ def compress(
     )
 
 
+@_label_errors
 def _push_train(model, train, val, push_loss, epochs, lr, one_hot, probs, verbose, callbacks):
     from tf_gpp.push import PushModel, PushSchedule
 
@@ -318,6 +411,7 @@ def _push_train(model, train, val, push_loss, epochs, lr, one_hot, probs, verbos
     return pm.strip()
 
 
+@_label_errors
 def _finetune(slim, teacher, train, epochs, lr, one_hot, probs, verbose, callbacks):
     if epochs <= 0:
         return slim

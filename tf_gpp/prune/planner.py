@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import keras
 import numpy as np
 
 from tf_gpp.errors import PruningRequestError
@@ -28,9 +29,9 @@ class Constraints:
 
     def __post_init__(self) -> None:
         if int(self.round_to) < 1:
-            raise ValueError(f"round_to={self.round_to}: must be an integer >= 1")
+            raise PruningRequestError(f"round_to={self.round_to}: must be an integer >= 1")
         if int(self.min_channels) < 1:
-            raise ValueError(f"min_channels={self.min_channels}: must be an integer >= 1")
+            raise PruningRequestError(f"min_channels={self.min_channels}: must be an integer >= 1")
         self.ignored_layers = set(self.ignored_layers)
 
     def allowed(self, size: int, n_remove: int) -> int:
@@ -40,6 +41,10 @@ class Constraints:
         if self.round_to > 1 and size >= self.round_to:
             keep = min(size, math.ceil(keep / self.round_to) * self.round_to)
         return size - keep
+
+
+def _is_input_layer(op: object) -> bool:
+    return isinstance(op, keras.layers.InputLayer)
 
 
 def prunable_groups(dep: DependencyGraph, constraints: Constraints) -> list[int]:
@@ -144,11 +149,18 @@ def plan_global(
     full = plan_for(len(entries))
     if not meets(full):
         params, macs = estimate_cost(dep, full)
+        # why channels are frozen, beyond the by-design model inputs and outputs
+        reasons = list(dict.fromkeys(
+            v for k, v in dep.frozen_reasons().items()
+            if v and not v.startswith("channels reach model output") and not _is_input_layer(dep.graph.op(k))
+        ))
+        why = "; ".join(reasons[:3])
         raise PruningRequestError(
             f"target (macs<={target_macs}, params<={target_params}) cannot be met: the smallest model "
             f"the constraints allow has {macs:,} MACs and {params:,} params "
-            f"(min_channels={constraints.min_channels}, round_to={constraints.round_to}). "
-            "Raise the target or relax the constraints."
+            f"(min_channels={constraints.min_channels}, round_to={constraints.round_to}, "
+            f"{len(groups)} prunable groups). Raise the target or relax the constraints."
+            + (f" Not prunable: {why}{' ...' if len(reasons) > 3 else ''}." if why else "")
         )
     lo, hi = 0, len(entries)
     while lo < hi:
