@@ -14,6 +14,7 @@ Public entry points::
 
 from tf_gpp import convert, data, discriminant, grow, importance, push
 from tf_gpp.errors import (
+    ArgumentError,
     DataError,
     PruningRequestError,
     TfGppError,
@@ -31,6 +32,7 @@ from tf_gpp.surgery import prune_channels
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentError",
     "ChannelGroup",
     "CompressResult",
     "DataError",

@@ -22,3 +22,8 @@ class PruningRequestError(TfGppError, ValueError):
 
 class DataError(TfGppError, ValueError):
     """Input data or labels cannot be used (empty, wrong shape, bad labels, NaN)."""
+
+
+class ArgumentError(TfGppError, ValueError):
+    """An argument is out of its valid range (a negative weight or ratio) or not one of the
+    accepted choices; the message names the argument and the valid values."""

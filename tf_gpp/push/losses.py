@@ -44,10 +44,13 @@ floor in ``r`` keeps ``v`` finite when every class in the batch is one sample
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
 import tensorflow as tf
+
+from tf_gpp.errors import ArgumentError
 
 __all__ = [
     "PushLoss",
@@ -252,15 +255,18 @@ class PushLoss(keras.losses.Loss):
     ):
         super().__init__(name=name, **kwargs)
         if separation not in SEPARATION_FORMS:
-            raise ValueError(f"separation must be one of {SEPARATION_FORMS}, got {separation!r}")
-        if eps <= 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
+            raise ArgumentError(f"separation must be one of {SEPARATION_FORMS}, got {separation!r}")
+        if not eps > 0:
+            raise ArgumentError(f"eps must be > 0, got {eps}")
+        for key, value in (("a", a), ("b", b), ("g", g)):
+            if not (math.isfinite(float(value)) and float(value) >= 0):
+                raise ArgumentError(f"push weight {key}={value}: must be finite and >= 0 (0 turns the term off)")
         self.a, self.b, self.g = float(a), float(b), float(g)
         self.num_classes = None if num_classes is None else int(num_classes)
         self.separation = separation
         self.eps = float(eps)
         if align_target is not None and align_target < 1:
-            raise ValueError(f"align_target must be >= 1, got {align_target}")
+            raise ArgumentError(f"align_target must be >= 1, got {align_target}")
         self.align_target = None if align_target is None else float(align_target)
 
     def terms(
