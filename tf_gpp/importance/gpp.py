@@ -93,6 +93,12 @@ class GPPUtility(Importance):
         for x, y in batches:
             stats.update(np.asarray(feats(x, training=False)), np.asarray(y))
         u = neuron_utility(stats, self.utility, self.eps)
+        if not u.sum() > 0:
+            raise DataError(
+                f"feature layer {feature!r} carries no discriminant information on this data (every "
+                "neuron is constant or class-blind), so there is nothing to trace back; train the "
+                "model first, or check that the inputs vary and the labels match them."
+            )
         self.final_utility = u
         weights = (u / u.sum() if u.sum() > 0 else u).astype("float32")
         producers = sorted({p for g in dep.groups for p in g.producers} | {feature})
