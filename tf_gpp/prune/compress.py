@@ -122,6 +122,11 @@ def _check_model(model: Any) -> DependencyGraph:
 def _check_data(ds: tf.data.Dataset, num_classes: int, what: str, max_batches: int | None) -> None:
     """Refuse empty data, non-finite inputs and labels that are not classes ``0..C-1``
     (sparse or one-hot), on the first ``max_batches`` batches (all if ``None``)."""
+    if int(ds.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+        raise DataError(
+            f"{what} repeats forever; compress trains and evaluates one pass per epoch: drop "
+            ".repeat() or bound it with .take(n)."
+        )
     labels, exhausted = [], True
     for i, batch in enumerate(ds):
         if max_batches is not None and i >= max_batches:
