@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -44,7 +45,16 @@ def _load_model(path: str, unsafe: bool) -> Any:
         raise UserError(f"{path}: not a valid .keras file (not a zip archive: truncated or corrupt?)")
     try:
         return keras.models.load_model(p, safe_mode=not unsafe, compile=False)
-    except ValueError as e:
+    except (TypeError, ValueError) as e:
+        missing = re.search(r"Could not locate (?:class|function) '([^']+)'", str(e))
+        if missing:
+            raise UserError(
+                f"{path}: uses the custom class '{missing[1]}', which is not registered here; load the "
+                "model in Python after importing the module that defines it (decorated with "
+                "@keras.saving.register_keras_serializable) and call tf_gpp from there"
+            ) from e
+        if isinstance(e, TypeError):
+            raise UserError(f"{path}: cannot be loaded as a Keras model ({str(e).splitlines()[0]})") from e
         if "safe_mode" in str(e) or "Lambda" in str(e):
             raise UserError(
                 f"{path}: contains a Lambda layer with Python code, refused in safe mode; "
