@@ -19,7 +19,8 @@ Sections, all on the same data pipelines, Adam(1e-3), batch 128, one seed:
 (d) **GPP vs same size** - the earlier accepted net of the growth trajectory
     whose MACs are closest to half the grown net's is the reference; the grown
     net is pushed and pruned with ``tf_gpp.grow.compress_grown`` (i.e.
-    ``tf_gpp.compress``: importance ``gpp``, push, global ranking) to at most the
+    ``tf_gpp.compress``: importance ``gpp_lda``, push, distillation from the
+    grown net, global ranking) to at most the
     reference's MACs *and* params, and compared side by side with the reference
     as growing produced it, and with the reference trained further for the
     same number of extra epochs the compression spent (push + fine-tune).
@@ -72,12 +73,14 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "width": 16, "stem_strides": 2,
         "start_epochs": 3, "epochs_per_round": 2, "max_rounds": 3, "min_delta": 0.003,
         "compress_rounds": 2, "push_epochs": 1, "finetune_epochs": 1,
+        "importance": "gpp_lda", "distill": True,
     },
     "quick": {
         "limit": 2_000, "val_examples": 400, "batch_size": 128,
         "width": 8, "stem_strides": 2,
         "start_epochs": 1, "epochs_per_round": 1, "max_rounds": 1, "min_delta": -1.0,
         "compress_rounds": 1, "push_epochs": 1, "finetune_epochs": 1,
+        "importance": "gpp_lda", "distill": True,
     },
 }
 LEARNING_RATE = 1e-3
@@ -280,7 +283,8 @@ def write_markdown(payload: dict, path: Path) -> None:
         f"Start net: stem (stride {s['stem_strides']}) + Inception module + reduction module + Inception "
         f"module, base width {s['width']}. Growing: start {s['start_epochs']} epochs, "
         f"{s['epochs_per_round']} epochs per candidate, up to {s['max_rounds']} rounds of add-then-widen, "
-        f"min_delta {s['min_delta']}. Compression: tf_gpp.compress, importance gpp, push, "
+        f"min_delta {s['min_delta']}. Compression: tf_gpp.compress, importance {s.get('importance', 'gpp')}, push, "
+        f"{'distillation from the grown net, ' if s.get('distill') else ''}"
         f"{s['compress_rounds']} rounds x ({s['push_epochs']} push + {s['finetune_epochs']} fine-tune epochs), "
         "target = the reference net's MACs and params.\n\n"
     )
@@ -452,7 +456,7 @@ def main() -> None:
     gpp = compress_grown(
         grown, bundle.train, bundle.val,
         compress_kwargs=dict(
-            **target, importance="gpp", push=True, rounds=s["compress_rounds"],
+            **target, importance=s["importance"], distill=s["distill"], push=True, rounds=s["compress_rounds"],
             push_epochs=s["push_epochs"], finetune_epochs=s["finetune_epochs"],
             max_accuracy_drop=1.0, learning_rate=LEARNING_RATE, seed=SEED,
         ),
