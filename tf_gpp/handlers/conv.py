@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tf_gpp.handlers.common import check_channels_last, is_elementwise, repeat_mask
+from tf_gpp.handlers.common import channels_first, check_channels_last, is_elementwise, repeat_mask
 from tf_gpp.handlers.registry import (
     Keep,
     LayerHandler,
@@ -32,24 +32,31 @@ def _couple_groups(ctx: NodeContext, atoms: np.ndarray, groups: int) -> None:
         ctx.unify(atoms[:per], atoms[g * per : (g + 1) * per])
 
 
-@register_handler(keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
-class ConvHandler(LayerHandler):
-    """Kernel (*k, in/groups, filters); ``groups>1`` couples the same index in every group."""
+class _FiltersHandler(LayerHandler):
+    """Layers whose ``filters`` output channels are new (prunable) channels."""
 
     def propagate(self, ctx: NodeContext) -> list[np.ndarray]:
         frozen = check_channels_last(ctx)
         if frozen is not None:
             return frozen
-        groups = int(ctx.config.get("groups", 1) or 1)
-        out = _output_atoms(ctx, int(ctx.config["filters"]))
-        if groups > 1:
-            _couple_groups(ctx, ctx.in_atoms[0], groups)
-            _couple_groups(ctx, out, groups)
-        return [out]
+        return [_output_atoms(ctx, int(ctx.config["filters"]))]
 
     def new_config(self, config: dict, keep: Keep, layer: Any) -> dict:
         config["filters"] = int(keep.outputs[0].sum())
         return config
+
+
+@register_handler(keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+class ConvHandler(_FiltersHandler):
+    """Kernel (*k, in/groups, filters); ``groups>1`` couples the same index in every group."""
+
+    def propagate(self, ctx: NodeContext) -> list[np.ndarray]:
+        atoms = super().propagate(ctx)
+        groups = int(ctx.config.get("groups", 1) or 1)
+        if groups > 1 and not channels_first(ctx.config):
+            _couple_groups(ctx, ctx.in_atoms[0], groups)
+            _couple_groups(ctx, atoms[0], groups)
+        return atoms
 
     def weight_masks(self, layer: Any, keep: Keep) -> WeightMasks:
         groups = int(getattr(layer, "groups", 1) or 1)
@@ -63,18 +70,8 @@ class ConvHandler(LayerHandler):
 
 
 @register_handler(keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
-class ConvTransposeHandler(LayerHandler):
+class ConvTransposeHandler(_FiltersHandler):
     """Kernel (*k, filters, in)."""
-
-    def propagate(self, ctx: NodeContext) -> list[np.ndarray]:
-        frozen = check_channels_last(ctx)
-        if frozen is not None:
-            return frozen
-        return [_output_atoms(ctx, int(ctx.config["filters"]))]
-
-    def new_config(self, config: dict, keep: Keep, layer: Any) -> dict:
-        config["filters"] = int(keep.outputs[0].sum())
-        return config
 
     def weight_masks(self, layer: Any, keep: Keep) -> WeightMasks:
         return {"kernel": {-2: keep.outputs[0], -1: keep.inputs[0]}, "bias": {0: keep.outputs[0]}}
@@ -107,18 +104,8 @@ class DepthwiseHandler(LayerHandler):
 
 
 @register_handler(keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
-class SeparableConvHandler(LayerHandler):
+class SeparableConvHandler(_FiltersHandler):
     """Depthwise (*k, in, m) then pointwise (1.., in*m, filters)."""
-
-    def propagate(self, ctx: NodeContext) -> list[np.ndarray]:
-        frozen = check_channels_last(ctx)
-        if frozen is not None:
-            return frozen
-        return [_output_atoms(ctx, int(ctx.config["filters"]))]
-
-    def new_config(self, config: dict, keep: Keep, layer: Any) -> dict:
-        config["filters"] = int(keep.outputs[0].sum())
-        return config
 
     def weight_masks(self, layer: Any, keep: Keep) -> WeightMasks:
         m = int(layer.depth_multiplier)
