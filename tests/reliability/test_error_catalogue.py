@@ -308,7 +308,8 @@ def test_D2_constant_features():
     model = _mlp()
     kernel, _ = model.get_layer("h2").get_weights()
     model.get_layer("h2").set_weights([np.zeros_like(kernel), np.ones(8, "float32")])
-    with pytest.raises(tf_gpp.DataError, match="no discriminant information.*train the model"):
+    with pytest.warns(UserWarning, match="zero variance"), \
+            pytest.raises(tf_gpp.DataError, match="no discriminant information.*train the model"):
         GPPUtility(utility="lda").prepare(model, tf_gpp.DependencyGraph(model), _xy())
 
 
