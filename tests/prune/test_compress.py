@@ -1,5 +1,6 @@
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -13,17 +14,27 @@ def base():
 
 
 def test_digits_compressed_to_30_percent_macs_within_2_points(base, tmp_path_factory):
-    """Issue 3 goal: a small CNN on digits to <= 30% of its MACs, losing <= 2 points."""
+    """Issue 3 goal: a small CNN on digits to <= 30% of its MACs, losing <= 2 points.
+
+    The validation split has 397 images (one image = 0.25 points) and single runs vary by
+    a few points, so the goal is checked on the median of three seeds.
+    """
     train, val = digits_split()
     ckpt = tmp_path_factory.mktemp("ckpt")
-    res = tf_gpp.compress(base, train, val, target_macs=0.3, rounds=3, push_epochs=1,
-                          finetune_epochs=3, checkpoint_dir=ckpt, seed=0, verbose=0)
-    print(res.summary())
+    runs = [
+        tf_gpp.compress(base, train, val, target_macs=0.3, rounds=3, push_epochs=1, finetune_epochs=3,
+                        checkpoint_dir=ckpt if seed == 0 else None, seed=seed, verbose=0)
+        for seed in range(3)
+    ]
+    for res in runs:
+        print(res.summary())
+        assert res.history[-1].macs_ratio <= 0.30
+    finals = sorted(res.history[-1].accuracy for res in runs)
+    assert finals[1] >= runs[0].base_accuracy - 0.02, finals
+    res = runs[0]  # the result is the smallest round within tolerance
+    smallest = min((h for h in res.history if h.within_tolerance), key=lambda h: h.macs)
     assert res.model is res.smallest_within_tolerance
-    last = res.history[-1]
-    assert last.macs_ratio <= 0.30
-    assert last.accuracy >= res.base_accuracy - 0.02
-    assert tf_gpp.profile(res.model).macs == last.macs
+    assert tf_gpp.profile(res.model).macs == smallest.macs
     # each round was checkpointed; a second call resumes instead of recomputing
     state = json.loads((ckpt / "state.json").read_text())
     assert len(state["history"]) == len(res.history) and state["done"]
@@ -43,6 +54,32 @@ def test_compress_bad_arguments(base):
         tf_gpp.compress(base, (train[0][:0], train[1][:0]), val, target_macs=0.5, verbose=0)
     with pytest.raises(ValueError, match="strategy"):
         tf_gpp.compress(base, train, val, target_macs=0.5, strategy="magic", verbose=0)
+    with pytest.raises(tf_gpp.PruningRequestError, match="lr_schedule"):
+        tf_gpp.compress(base, train, val, target_macs=0.5, lr_schedule="step", verbose=0)
+
+
+class _RecordLR(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.rates.append(float(self.model.optimizer.learning_rate.numpy()))
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_finetune_learning_rate_schedule(base, schedule):
+    train, val = digits_split()
+    rec = _RecordLR()
+    tf_gpp.compress(base, train, val, target_macs=0.7, rounds=1, push=False, importance="l1",
+                    finetune_epochs=2, learning_rate=2e-3, lr_schedule=schedule, callbacks=[rec], verbose=0)
+    rates = np.array(rec.rates)
+    assert len(rates) == 2 * int(np.ceil(len(train[1]) / 64))  # every batch of both epochs
+    if schedule == "constant":
+        np.testing.assert_allclose(rates, 2e-3, rtol=1e-6)
+    else:
+        assert rates[0] == pytest.approx(2e-3, rel=1e-6) and rates[-1] < 0.01 * 2e-3
+        assert np.all(np.diff(rates) <= 1e-12)  # decays within the fit, never rises
 
 
 def test_compress_leaves_the_users_model_alone(base):

@@ -175,6 +175,24 @@ def _label_errors(fn: Any) -> Any:
     return wrapper
 
 
+class _CosineWithinFit(keras.callbacks.Callback):
+    """Adam's learning rate decays from ``learning_rate`` to 0 (cosine) over each ``fit``."""
+
+    def __init__(self, learning_rate: float) -> None:
+        super().__init__()
+        self.learning_rate = float(learning_rate)
+        self.total, self.step = 1, 0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.total = max(1, int(self.params.get("epochs") or 1) * int(self.params.get("steps") or 1))
+        self.step = 0
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        t = min(self.step, self.total) / self.total
+        self.model.optimizer.learning_rate.assign(0.5 * self.learning_rate * (1.0 + np.cos(np.pi * t)))
+        self.step += 1
+
+
 def _compile(model: keras.Model, learning_rate: float, one_hot: bool, probs: bool) -> None:
     loss = (keras.losses.CategoricalCrossentropy if one_hot else keras.losses.SparseCategoricalCrossentropy)(
         from_logits=not probs
@@ -234,6 +252,7 @@ def compress(
     finetune_epochs: int = 2,
     distill: bool = False,
     learning_rate: float = 1e-3,
+    lr_schedule: str = "cosine",
     batch_size: int = 64,
     round_to: int = 1,
     min_channels: int = 1,
@@ -263,8 +282,14 @@ def compress(
         checkpoint_dir: where each round is saved; an interrupted run resumes.
         log_dir: TensorBoard folder for per-round MACs, params and accuracy scalars
             (push terms are logged by a ``keras.callbacks.TensorBoard`` in ``callbacks``).
+        lr_schedule: ``"cosine"`` (Adam's rate decays from ``learning_rate`` to 0 within
+            every push-training and fine-tuning fit) or ``"constant"``.
         callbacks: extra Keras callbacks for every push-training and fine-tuning fit.
     """
+    if lr_schedule not in ("cosine", "constant"):
+        raise PruningRequestError(f"lr_schedule={lr_schedule!r}: choose 'cosine' or 'constant'")
+    schedule = [_CosineWithinFit(learning_rate)] if lr_schedule == "cosine" else []
+    callbacks = [*schedule, *(callbacks or [])]
     if strategy not in ("global", "threshold"):
         raise PruningRequestError(f"strategy={strategy!r}: choose 'global' or 'threshold'")
     if strategy == "global" and target_macs is None and target_params is None:
