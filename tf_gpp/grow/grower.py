@@ -28,9 +28,13 @@ What a candidate is compared with (``baseline``):
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -122,6 +126,7 @@ class Grower:
         compile_kwargs: dict[str, Any] | None = None,
         baseline: str = "incumbent",
         seed: int | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
         verbose: int = 1,
     ) -> None:
         self.input_shape = tuple(input_shape) if input_shape is not None else None
@@ -162,6 +167,7 @@ class Grower:
                 "(the loss and accuracy metric are fixed by the growth criterion)."
             )
         self.seed = seed
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.verbose = verbose
 
     # -- pieces ---------------------------------------------------------------------------
@@ -259,6 +265,11 @@ class Grower:
                 )
 
         history: list[dict[str, Any]] = []
+        saved = load_growth(self.checkpoint_dir) if self.checkpoint_dir is not None else None
+        if saved is not None and saved[1].get("done", True):
+            if self.verbose:
+                print(f"[grow] finished growth found in {self.checkpoint_dir}; not growing again", flush=True)
+            return saved[0]
 
         def record(round_, action, target, cand, cand_cost, acc, loss, accepted, reason, epochs, t0):
             entry = {
@@ -272,13 +283,30 @@ class Grower:
             history.append(entry)
             self._log(entry)
 
-        t0 = time.perf_counter()
-        best_acc, best_loss = self.train(model, spec, train, val, self.start_epochs)
-        record(0, "start", None, spec, cost, best_acc, best_loss, True, "", self.start_epochs, t0)
+        def checkpoint(round_: int, stop: str | None) -> None:
+            if self.checkpoint_dir is not None:
+                save_growth(GrowResult(model, history, spec, stop or "", cost), self.checkpoint_dir,
+                            {"round": round_, "best_acc": best_acc, "best_loss": best_loss, "done": stop is not None})
+
+        if saved is not None:  # an interrupted run: continue after its last finished round
+            grown, progress = saved
+            model, spec, cost = grown.model, grown.spec, grown.cost
+            history.extend(grown.history)
+            best_acc, best_loss, first_round = progress["best_acc"], progress["best_loss"], progress["round"] + 1
+            if self.verbose:
+                print(f"[grow] resuming from {self.checkpoint_dir} after round {progress['round']}", flush=True)
+        else:
+            t0 = time.perf_counter()
+            best_acc, best_loss = self.train(model, spec, train, val, self.start_epochs)
+            record(0, "start", None, spec, cost, best_acc, best_loss, True, "", self.start_epochs, t0)
+            first_round = 1
+            checkpoint(0, None)
 
         stop_reason = f"max_rounds ({self.max_rounds}) reached"
-        for round_ in range(1, self.max_rounds + 1):
+        for round_ in range(first_round, self.max_rounds + 1):
             t0 = time.perf_counter()
+            if self.seed is not None:  # per-round seed: a resumed run replays the same round
+                keras.utils.set_random_seed(self.seed + round_)
             trainable = []
             proposals = self.candidates(spec)
             for action, target, cand_spec in proposals:
@@ -325,8 +353,10 @@ class Grower:
             if not accepted:
                 stop_reason = f"no improvement above min_delta={self.min_delta}"
                 break
+            checkpoint(round_, None)
 
         result = GrowResult(model=model, history=history, spec=spec, stop_reason=stop_reason, cost=cost)
+        checkpoint(self.max_rounds, stop_reason)
         if self.verbose:
             print(
                 f"[grow] stop: {stop_reason}; result {spec.model_name}, {cost.params:,} params, "
@@ -374,7 +404,10 @@ def grow(
             ``learning_rate`` (1e-3), ``callbacks`` (for ``fit``), ``compile_kwargs``
             (extra ``compile`` arguments, e.g. ``{"jit_compile": False}``),
             ``baseline`` (``"incumbent"`` or ``"continued"``, see above), ``seed`` (sets Keras'
-            global seed), ``verbose`` (0 silent, 1 one line per step, 2 also
+            global seed, and ``seed + r`` at each round r), ``checkpoint_dir`` (the
+            net and history are saved there after every round; a run that finds an
+            unfinished growth there resumes after its last finished round, a finished
+            one is returned as is), ``verbose`` (0 silent, 1 one line per step, 2 also
             per-epoch lines).
 
     Returns:
@@ -390,3 +423,38 @@ def grow(
         max_rounds=max_rounds, min_delta=min_delta, epochs_per_round=epochs_per_round, **kwargs,
     )
     return grower.run(train_data, val_data)
+
+
+# -- checkpoints -------------------------------------------------------------------------
+
+GROWN_MODEL = "grown.keras"
+GROWN_STATE = "grown.json"
+
+
+def save_growth(grown: GrowResult, folder: Path, progress: dict[str, Any] | None = None) -> None:
+    """Write ``grown`` (model, spec, history) and ``progress`` to ``folder``, each file atomically;
+    the state file is written last, so it never points at a half-written model."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".grown.", suffix=".keras")
+    os.close(fd)
+    grown.model.save(tmp)
+    os.replace(tmp, folder / GROWN_MODEL)
+    state = {"spec": grown.spec.to_dict(), "history": grown.history, "stop_reason": grown.stop_reason,
+             "cost": asdict(grown.cost), "progress": progress or {"done": True}}
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".grown.", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(state, f, indent=2)
+    os.replace(tmp, folder / GROWN_STATE)
+
+
+def load_growth(folder: Path) -> tuple[GrowResult, dict[str, Any]] | None:
+    """What :func:`save_growth` wrote to ``folder`` (``None`` if nothing): the result and its progress."""
+    model_path, state_path = folder / GROWN_MODEL, folder / GROWN_STATE
+    if not (model_path.exists() and state_path.exists()):
+        return None
+    state = json.loads(state_path.read_text())
+    grown = GrowResult(
+        model=keras.models.load_model(model_path), history=state["history"],
+        spec=InceptionSpec.from_dict(state["spec"]), stop_reason=state["stop_reason"], cost=Cost(**state["cost"]),
+    )
+    return grown, state.get("progress", {"done": True})

@@ -13,12 +13,10 @@ same directory skips growing and resumes compression after its last round.
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import os
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +26,7 @@ from tf_gpp.errors import DataError
 from tf_gpp.grow.checks import resolve_data, unpack_bundle
 from tf_gpp.grow.cost import Cost, model_cost
 from tf_gpp.grow.errors import GrowError
-from tf_gpp.grow.grower import Grower, GrowResult
-from tf_gpp.grow.spec import InceptionSpec
+from tf_gpp.grow.grower import Grower, GrowResult, load_growth
 
 if TYPE_CHECKING:
     from tf_gpp.prune.compress import CompressResult
@@ -41,8 +38,6 @@ DEFAULT_TARGET_MACS = 0.5
 #: Batch size of pipelines built from ``(x, y)`` arrays (``compress``'s default).
 DEFAULT_BATCH_SIZE = 64
 
-_GROWN_MODEL = "grown.keras"
-_GROWN_STATE = "grown.json"
 
 
 @dataclass
@@ -248,39 +243,6 @@ def _check_target_below(grown: GrowResult, kwargs: dict[str, Any]) -> None:
             raise err
 
 
-# -- checkpoints -------------------------------------------------------------------------
-
-
-def _save_grown(grown: GrowResult, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".grown.", suffix=".keras")
-    os.close(fd)
-    grown.model.save(tmp)
-    os.replace(tmp, folder / _GROWN_MODEL)
-    state = {
-        "spec": grown.spec.to_dict(), "history": grown.history,
-        "stop_reason": grown.stop_reason, "cost": asdict(grown.cost),
-    }
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".grown.", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(state, f, indent=2)
-    os.replace(tmp, folder / _GROWN_STATE)
-
-
-def _load_grown(folder: Path) -> GrowResult | None:
-    model_path, state_path = folder / _GROWN_MODEL, folder / _GROWN_STATE
-    if not (model_path.exists() and state_path.exists()):
-        return None
-    state = json.loads(state_path.read_text())
-    return GrowResult(
-        model=keras.models.load_model(model_path),
-        history=state["history"],
-        spec=InceptionSpec.from_dict(state["spec"]),
-        stop_reason=state["stop_reason"],
-        cost=Cost(**state["cost"]),
-    )
-
-
 def _copy(model: keras.Model) -> keras.Model:
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
@@ -375,12 +337,13 @@ def grow_push_prune(
     grower = Grower(input_shape, num_classes, **gkw)  # option errors before any data work
 
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    grown = _load_grown(folder) if folder is not None else None
+    if folder is not None and grower.checkpoint_dir is None:
+        grower.checkpoint_dir = folder  # growth rounds are checkpointed there too
+    saved = load_growth(folder) if folder is not None else None
+    grown = saved[0] if saved is not None and saved[1].get("done", True) else None
     t0 = time.perf_counter()
     if grown is None:
-        grown = grower.run(train, val)
-        if folder is not None:
-            _save_grown(grown, folder)
+        grown = grower.run(train, val)  # resumes an interrupted growth from the folder
     else:
         spec = grown.spec
         _, _, shape, classes = resolve_data(
