@@ -379,13 +379,16 @@ def conclusion(payload: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a few-minutes run with tiny settings")
-    ap.add_argument("--out-name", default=None, help="results file stem (default grow / grow_quick)")
+    ap.add_argument("--out-name", default=None, help="results file stem (default grow / grow_quick, grow_s<N> with --seed N)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the weights and training (the data subset stays seed 0)")
     ap.add_argument("--render", action="store_true",
                     help="only rewrite the .md/.png (and conclusion) from an existing results .json")
     args = ap.parse_args()
+    global SEED
+    SEED = args.seed
     mode = "quick" if args.quick else "full"
     s = SETTINGS[mode]
-    name = args.out_name or ("grow" if mode == "full" else "grow_quick")
+    name = args.out_name or ("grow" if mode == "full" else "grow_quick") + (f"_s{SEED}" if SEED else "")
     if args.render:
         render(name, json.loads((RESULTS / f"{name}.json").read_text()))
         return
@@ -393,7 +396,7 @@ def main() -> None:
     seconds: dict[str, float] = {}
 
     bundle = load_fashion_mnist(limit=s["limit"], validation_split=s["val_examples"] / s["limit"],
-                                batch_size=s["batch_size"], seed=SEED)
+                                batch_size=s["batch_size"], seed=0)
     log(bundle.describe())
     shape, classes = bundle.input_shape, bundle.num_classes
 
