@@ -365,6 +365,7 @@ def test_T4_target_the_base_model_already_meets(target):
         ({"round_to": 0}, "round_to=0"),
         ({"importance": "magic"}, "unknown importance 'magic'"),
         ({"strategy": "magic"}, "strategy='magic'"),
+        ({"lr_schedule": "step"}, "lr_schedule='step'"),
     ],
 )
 def test_T5_out_of_range_compress_arguments(kwargs, match):
