@@ -432,27 +432,38 @@ GROWN_STATE = "grown.json"
 
 
 def save_growth(grown: GrowResult, folder: Path, progress: dict[str, Any] | None = None) -> None:
-    """Write ``grown`` (model, spec, history) and ``progress`` to ``folder``, each file atomically;
-    the state file is written last, so it never points at a half-written model."""
+    """Write ``grown`` (model, spec, history) and ``progress`` to ``folder``, each file atomically.
+
+    An unfinished growth's model goes to ``grown_round<r>.keras`` and the state file, written
+    last, names it: an interruption at any point leaves a state and a model that match.
+    """
+    progress = progress or {"done": True}
     folder.mkdir(parents=True, exist_ok=True)
+    name = GROWN_MODEL if progress.get("done", True) else f"grown_round{progress['round']}.keras"
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".grown.", suffix=".keras")
     os.close(fd)
     grown.model.save(tmp)
-    os.replace(tmp, folder / GROWN_MODEL)
-    state = {"spec": grown.spec.to_dict(), "history": grown.history, "stop_reason": grown.stop_reason,
-             "cost": asdict(grown.cost), "progress": progress or {"done": True}}
+    os.replace(tmp, folder / name)
+    state = {"model": name, "spec": grown.spec.to_dict(), "history": grown.history,
+             "stop_reason": grown.stop_reason, "cost": asdict(grown.cost), "progress": progress}
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".grown.", suffix=".json")
     with os.fdopen(fd, "w") as f:
         json.dump(state, f, indent=2)
     os.replace(tmp, folder / GROWN_STATE)
+    for old in folder.glob("grown_round*.keras"):  # earlier rounds' models are no longer named
+        if old.name != name:
+            old.unlink()
 
 
 def load_growth(folder: Path) -> tuple[GrowResult, dict[str, Any]] | None:
     """What :func:`save_growth` wrote to ``folder`` (``None`` if nothing): the result and its progress."""
-    model_path, state_path = folder / GROWN_MODEL, folder / GROWN_STATE
-    if not (model_path.exists() and state_path.exists()):
+    state_path = folder / GROWN_STATE
+    if not state_path.exists():
         return None
     state = json.loads(state_path.read_text())
+    model_path = folder / state.get("model", GROWN_MODEL)
+    if not model_path.exists():
+        return None
     grown = GrowResult(
         model=keras.models.load_model(model_path), history=state["history"],
         spec=InceptionSpec.from_dict(state["spec"]), stop_reason=state["stop_reason"], cost=Cost(**state["cost"]),
