@@ -19,17 +19,12 @@ DATA = dict(limit=60, validation_split=1 / 3, test_split=0.0, batch_size=40, see
 
 SCRIPT = textwrap.dedent(
     """
-    import os, sys
+    import sys
     sys.path.insert(0, {root!r})
-    import keras, tf_gpp
+    import tf_gpp
     from tf_gpp.data import load_digits
-
-    class Kill(keras.callbacks.Callback):
-        fits = 0
-        def on_train_begin(self, logs=None):
-            Kill.fits += 1
-            if Kill.fits == {kill_at}:
-                os._exit(17)  # like a SIGKILL: no cleanup
+    from tests.kill_switch import kill_switch
+    exec(kill_switch({kill_at}))  # defines Kill
 
     tf_gpp.grow_network(load_digits(**{data!r}), checkpoint_dir={ckpt!r}, callbacks=[Kill()], **{options!r})
     """

@@ -9,17 +9,12 @@ from tests.digits_model import digits_split
 
 SCRIPT = textwrap.dedent(
     """
-    import os, sys
+    import sys
     sys.path.insert(0, {root!r})
-    import keras, tf_gpp
+    import tf_gpp
     from tests.digits_model import digits_cnn, digits_split
-
-    class Kill(keras.callbacks.Callback):
-        fits = 0
-        def on_train_begin(self, logs=None):
-            Kill.fits += 1
-            if Kill.fits == {kill_at}:
-                os._exit(17)  # like a SIGKILL: no cleanup
+    from tests.kill_switch import kill_switch
+    exec(kill_switch({kill_at}))  # defines Kill
 
     base = digits_cnn(epochs=4)
     base.save({base!r})
