@@ -24,7 +24,7 @@ from tf_gpp.graph import ChannelGroup, DependencyGraph, channel_groups
 from tf_gpp.grow import GrowResult
 from tf_gpp.grow import grow as grow_network
 from tf_gpp.handlers import LayerHandler, register_handler
-from tf_gpp.profile import Profile, profile
+from tf_gpp.profile import Profile, input_shape_from_data, profile
 from tf_gpp.prune import CompressResult, compress
 from tf_gpp.push import PushLoss, PushModel, PushSchedule
 from tf_gpp.surgery import prune_channels
@@ -54,6 +54,7 @@ __all__ = [
     "grow",
     "grow_network",
     "importance",
+    "input_shape_from_data",
     "profile",
     "prune_channels",
     "push",

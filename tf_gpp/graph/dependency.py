@@ -16,7 +16,7 @@ import numpy as np
 
 from tf_gpp.errors import PruningRequestError, UnsupportedModelError
 from tf_gpp.graph.atoms import AtomTable
-from tf_gpp.graph.model_graph import ModelGraph, Node, TensorRef
+from tf_gpp.graph.model_graph import InputShapes, ModelGraph, Node, TensorRef
 from tf_gpp.handlers import Keep, NodeContext, get_handler
 
 
@@ -56,8 +56,10 @@ class ChannelGroup:
 class DependencyGraph:
     """The channel dependencies of a model: groups of units and their frozen reasons."""
 
-    def __init__(self, model: keras.Model) -> None:
-        self.graph = ModelGraph(model)
+    def __init__(self, model: keras.Model, input_shape: InputShapes = None) -> None:
+        """``input_shape`` fills unknown input dimensions (see :func:`tf_gpp.profile`); the
+        planner prices plans at the shapes resolved here."""
+        self.graph = ModelGraph(model, input_shape=input_shape)
         self.atoms = AtomTable()
         self.tensor_atoms: dict[TensorRef, np.ndarray] = {}
         self._trace()

@@ -15,9 +15,12 @@ from typing import Any
 
 import keras
 
-from tf_gpp.errors import UnsupportedModelError
+from tf_gpp.errors import ArgumentError, UnsupportedModelError
 
 Shape = tuple[int | None, ...]
+# What callers may pass as ``input_shape``: one shape (single-input model), a list of shapes
+# in input order, or a dict {input name: shape}; shapes exclude the batch dimension.
+InputShapes = Any
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,66 @@ def _walk_args(obj: Any, tensors: list[tuple[TensorRef, Shape]], extra: list[Any
         extra.append(obj)
 
 
+def _materialize(obj: Any, shapes: dict[TensorRef, Shape]) -> Any:
+    """Call arguments of a serialized layer call, with symbolic tensors of the current shapes."""
+    if isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__":
+        cfg = obj["config"]
+        h = cfg["keras_history"]
+        return keras.KerasTensor(shapes[TensorRef(h[0], h[1], h[2])], dtype=cfg.get("dtype"))
+    if isinstance(obj, dict) and "class_name" in obj:
+        return keras.saving.deserialize_keras_object(obj)
+    if isinstance(obj, dict):
+        return {k: _materialize(v, shapes) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_materialize(v, shapes) for v in obj]
+    return obj
+
+
+def _is_dims(obj: Any) -> bool:
+    return isinstance(obj, list | tuple) and all(d is None or isinstance(d, int) for d in obj)
+
+
+def normalize_input_shapes(input_shape: InputShapes, names: list[str], shapes: list[Shape]) -> dict[str, Shape]:
+    """``input_shape`` as ``{input name: shape with batch dimension}`` for inputs ``names``
+    of (batch-inclusive) ``shapes``. A shape may include a leading ``None`` batch dimension."""
+    if isinstance(input_shape, dict):
+        unknown = [k for k in input_shape if k not in names]
+        if unknown:
+            raise ArgumentError(f"input_shape names unknown input(s) {unknown}; the model's inputs are {names}")
+        pairs = list(input_shape.items())
+    elif _is_dims(input_shape) and input_shape and not isinstance(input_shape, str):
+        if len(names) != 1:
+            raise ArgumentError(
+                f"input_shape={tuple(input_shape)} is one shape but the model has {len(names)} inputs "
+                f"{names}: pass a list of shapes in that order or a dict {{input name: shape}}"
+            )
+        pairs = [(names[0], input_shape)]
+    elif isinstance(input_shape, list | tuple) and all(_is_dims(s) for s in input_shape):
+        if len(input_shape) != len(names):
+            raise ArgumentError(
+                f"input_shape gives {len(input_shape)} shapes but the model has {len(names)} inputs {names}"
+            )
+        pairs = list(zip(names, input_shape, strict=True))
+    else:
+        raise ArgumentError(
+            f"input_shape={input_shape!r}: expected a shape like (224, 224, 3) without the batch "
+            "dimension, a list of shapes (one per input) or a dict {input name: shape}"
+        )
+    out: dict[str, Shape] = {}
+    for name, s in pairs:
+        rank = len(shapes[names.index(name)])
+        dims = tuple(None if d is None else int(d) for d in s)
+        if len(dims) == rank and dims[0] is None:
+            dims = dims[1:]
+        if len(dims) != rank - 1 or any(d is not None and d < 1 for d in dims):
+            raise ArgumentError(
+                f"input_shape={tuple(s)} for input '{name}': expected {rank - 1} positive dimensions "
+                f"(the input's shape without the batch dimension is {tuple(shapes[names.index(name)][1:])})"
+            )
+        out[name] = (None, *dims)
+    return out
+
+
 def to_functional(model: keras.Model) -> tuple[keras.Model, dict]:
     """Return a functional model equivalent to ``model`` (a copy for Sequential) and its config."""
     if isinstance(model, keras.Sequential):
@@ -120,7 +183,7 @@ def _functional_config(model: keras.Model) -> dict | None:
 class ModelGraph:
     """Layer calls of a functional model in topological order, with tensor shapes."""
 
-    def __init__(self, model: keras.Model) -> None:
+    def __init__(self, model: keras.Model, input_shape: InputShapes = None) -> None:
         if not isinstance(model, keras.Model):
             raise UnsupportedModelError(
                 f"expected a keras.Model, got {type(model).__name__}"
@@ -170,6 +233,74 @@ class ModelGraph:
         for node in self.nodes:
             for ref in node.inputs:
                 self.consumers[ref].append(node)
+        self._resolve_input_shapes(input_shape)
+
+    # -- shapes -----------------------------------------------------------------
+    @property
+    def input_names(self) -> list[str]:
+        return [r.layer for r in self.inputs]
+
+    @property
+    def input_shapes(self) -> dict[str, Shape]:
+        """The shape of each model input the graph's shapes are for (batch dimension included)."""
+        return {r.layer: self.shapes[r] for r in self.inputs}
+
+    def dynamic_inputs(self) -> dict[str, Shape]:
+        """Inputs with an unknown (None) dimension besides the batch one, and their shapes."""
+        return {name: s for name, s in self.input_shapes.items() if any(d is None for d in s[1:])}
+
+    def _resolve_input_shapes(self, input_shape: InputShapes) -> None:
+        """Fill unknown input dimensions from ``input_shape`` and propagate the concrete shapes."""
+        if input_shape is None:
+            return
+        given = normalize_input_shapes(input_shape, self.input_names, [self.shapes[r] for r in self.inputs])
+        changed = False
+        for ref in self.inputs:
+            old, new = self.shapes[ref], given.get(ref.layer)
+            if new is None:
+                continue
+            merged = []
+            for i, (a, b) in enumerate(zip(old, new, strict=True)):
+                if i == 0:
+                    merged.append(a)
+                elif a is None or a == b:
+                    merged.append(b)
+                elif b is None:
+                    merged.append(a)
+                else:
+                    raise ArgumentError(
+                        f"input_shape={tuple(new[1:])} disagrees with model input '{ref.layer}', whose "
+                        f"shape is fixed at {tuple(old[1:])}: drop input_shape or give the model's own size"
+                    )
+            if tuple(merged) != tuple(old):
+                self.shapes[ref] = tuple(merged)
+                changed = True
+        if changed:
+            self._propagate_shapes()
+
+    def _propagate_shapes(self) -> None:
+        """Recompute every tensor shape from the input shapes, layer call by layer call, with
+        each layer's own ``compute_output_spec`` (the shape inference Keras itself uses)."""
+        for node in self.nodes:
+            if not node.inputs:
+                continue
+            entry = self.layer_configs[node.layer_name]["inbound_nodes"][node.node_index]
+            op = self.op(node.layer_name)
+            try:
+                args = _materialize(entry.get("args", []), self.shapes)
+                kwargs = _materialize(entry.get("kwargs", {}), self.shapes)
+                spec = op.compute_output_spec(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - any layer may fail on the new shapes
+                shapes = [self.shapes[r] for r in node.inputs]
+                raise UnsupportedModelError(
+                    f"cannot infer the output shape of layer '{node.layer_name}' ({type(op).__name__}) "
+                    f"for inputs of shape {shapes}: {str(e).splitlines()[0] if str(e) else type(e).__name__}. "
+                    "Check input_shape, or build the model at a fixed input size"
+                ) from e
+            flat = keras.tree.flatten(spec)
+            for ref in node.outputs:
+                if ref.index < len(flat):
+                    self.shapes[ref] = tuple(flat[ref.index].shape)
 
     @staticmethod
     def _toposort(nodes: dict[tuple[str, int], Node]) -> list[Node]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 
@@ -13,11 +14,12 @@ class Cost:
     macs: int
 
 
-def model_cost(model: keras.Model) -> Cost:
-    """Parameters (all weights) and multiply-accumulates per sample."""
+def model_cost(model: keras.Model, input_shape: Any = None) -> Cost:
+    """Parameters (all weights) and multiply-accumulates per sample (at ``input_shape`` for a
+    model with unknown input dimensions, as :func:`tf_gpp.profile`)."""
     from tf_gpp.profile import profile
 
-    result = profile(model)
+    result = profile(model, input_shape=input_shape)
     return Cost(params=int(result.params), macs=int(result.macs))
 
 

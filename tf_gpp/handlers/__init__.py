@@ -1,6 +1,6 @@
 """Per-layer-type handlers in one registry (importing this registers them all)."""
 
-from tf_gpp.handlers import conv, core, elementwise, merge, normalization, reshaping  # noqa: F401
+from tf_gpp.handlers import conv, core, elementwise, merge, normalization, recurrent, reshaping  # noqa: F401
 from tf_gpp.handlers.common import IdentityHandler as IdentityLikeHandler
 from tf_gpp.handlers.registry import (
     Keep,

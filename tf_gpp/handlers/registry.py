@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tf_gpp.errors import ArgumentError
+
 if TYPE_CHECKING:  # pragma: no cover
     from tf_gpp.graph.atoms import AtomTable
 
@@ -88,11 +90,18 @@ def _channels(shape: Shape) -> int:
     return int(shape[-1])
 
 
+class UnknownDimensionError(ArgumentError):
+    """A cost depends on a dimension that is unknown (``None``): it is never priced as 1.
+    :func:`tf_gpp.profile` turns it into a message naming the model input and the fix."""
+
+
 def prod(dims: Sequence[int | None]) -> int:
-    """Product of known dimensions (unknown ones count as 1)."""
+    """Product of dimensions; raises :class:`UnknownDimensionError` if one is unknown."""
     out = 1
     for d in dims:
-        out *= int(d) if d is not None else 1
+        if d is None:
+            raise UnknownDimensionError(f"unknown dimension in {tuple(dims)}")
+        out *= int(d)
     return out
 
 
@@ -115,8 +124,10 @@ class LayerHandler:
         """Keep masks per weight name and axis; weights not named are copied whole."""
         return {}
 
-    def macs(self, layer: Any, config: dict, in_shapes: list[Shape], out_shapes: list[Shape]) -> int:
-        """Multiply-accumulates of one call, per sample."""
+    def macs(self, layer: Any, config: dict, in_shapes: list[Shape], out_shapes: list[Shape]) -> int | None:
+        """Multiply-accumulates of one call, per sample (``None``: this call cannot be priced).
+
+        Use :func:`prod` for products of dimensions: it refuses unknown ones."""
         return 0
 
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from tf_gpp.errors import PruningRequestError
 from tf_gpp.graph.dependency import DependencyGraph
-from tf_gpp.handlers import get_handler
+from tf_gpp.handlers.registry import UnknownDimensionError
+from tf_gpp.profile import price_graph, unknown_size_error
 from tf_gpp.surgery import layer_weight_masks
 
 
@@ -72,38 +73,46 @@ def plan_threshold(
 
 
 def estimate_cost(dep: DependencyGraph, plan: dict[int, list[int]]) -> tuple[int, int]:
-    """(params, MACs per sample) of the model after ``plan``, without rebuilding it."""
+    """(params, MACs per sample) of the model after ``plan``, without rebuilding it.
+
+    Priced by :func:`tf_gpp.profile.price_graph` (the same cost model as :func:`tf_gpp.profile`)
+    with pruned widths, at the input shapes ``dep`` was built with (``DependencyGraph(model,
+    input_shape=...)``); a cost depending on an unknown input size raises ``ArgumentError``.
+    """
     removed = np.array(sorted(dep.removed_units(plan) if plan else set()), dtype=np.int64)
     g = dep.graph
     changes = layer_weight_masks(dep, removed) if len(removed) else {}
-    params = 0
-    for name, op in g.ops.items():
+
+    def layer_params(name: str, op) -> int:
         if not getattr(op, "weights", None):
-            continue
+            return 0
         if name not in changes:
-            params += int(op.count_params())
-            continue
+            return int(op.count_params())
         masks = changes[name][1]
+        params = 0
         for v in op.weights:
             shape = list(v.shape)
             for axis, mask in masks.get(v.name.split("/")[-1], {}).items():
                 shape[axis % len(shape)] = int(mask.sum())
             params += int(np.prod(shape, dtype=np.int64))
-    macs = 0
-    for node in g.nodes:
-        if not node.inputs:
-            continue
-        op = g.op(node.layer_name)
+        return params
+
+    def node_shapes(node):
         in_shapes, out_shapes = g.node_shapes(node)
         config = g.layer_configs[node.layer_name]["config"]
-        if len(removed):
+        if len(removed) and node.inputs:
             keep = dep.keep_masks(node, removed)
             if keep.changed:
                 in_shapes = [(*s[:-1], int(m.sum())) for s, m in zip(in_shapes, keep.inputs, strict=True)]
                 out_shapes = [(*s[:-1], int(m.sum())) for s, m in zip(out_shapes, keep.outputs, strict=True)]
                 config = changes[node.layer_name][2] if node.layer_name in changes else config
-        macs += int(get_handler(op).macs(op, config, in_shapes, out_shapes))
-    return params, macs
+        return in_shapes, out_shapes, config
+
+    try:
+        cost = price_graph(g, node_shapes=node_shapes, layer_params=layer_params)
+    except UnknownDimensionError as e:
+        raise unknown_size_error(g, e) from None
+    return cost.params, cost.macs
 
 
 def plan_global(
