@@ -45,8 +45,12 @@ def _producer(model: keras.Model, tensor: Any) -> str:
     )
 
 
-def find_feature_layer(model: keras.Model) -> str:
-    """Name of the layer whose output is the feature layer (see the module docstring)."""
+def find_feature_layer(model: keras.Model, output: str | None = None) -> str:
+    """Name of the layer whose output is the feature layer (see the module docstring).
+
+    ``output``: name of the classifier output of a multi-output model; its ``Dense``
+    layer is the head (default: the last ``Dense`` layer of the model).
+    """
     if not getattr(model, "inputs", None):
         raise UnsupportedModelError(
             f"model {model.name!r} has no symbolic inputs; build it as a functional or "
@@ -59,6 +63,16 @@ def find_feature_layer(model: keras.Model) -> str:
             "name of the last hidden layer."
         )
     head = dense[-1]
+    if output is not None:
+        try:
+            head = model.get_layer(output)
+        except ValueError as exc:
+            raise UnsupportedModelError(f"output {output!r} is not a layer of model {model.name!r}.") from exc
+        if not isinstance(head, keras.layers.Dense):
+            raise UnsupportedModelError(
+                f"output {output!r} is a {type(head).__name__}, not a Dense classifier head; pass "
+                "feature_layer= with the name of the last hidden layer."
+            )
     try:
         name = _producer(model, head.input)
     except (AttributeError, ValueError) as exc:

@@ -55,8 +55,8 @@ def as_class_indices(y: object, num_classes: int | None, n: int | None = None) -
             bad = arr[rounded != arr][:3].tolist()
             raise DataError(
                 f"labels must be integral class indices, got non-integral values such as "
-                f"{bad}. Pass class indices 0..C-1 or one-hot rows (n, C), not probabilities "
-                "of a single output."
+                f"{bad}: continuous values like these look like regression targets. Pass class "
+                "indices 0..C-1 or one-hot rows (n, C), not probabilities of a single output."
             )
         arr = rounded
     labels = arr.astype(np.int64)
@@ -69,8 +69,8 @@ def as_class_indices(y: object, num_classes: int | None, n: int | None = None) -
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or (num_classes is not None and hi >= num_classes):
             raise DataError(
-                f"labels must lie in [0, {num_classes}) but range over [{lo}, {hi}]; "
-                "pass the right num_classes or remap the labels to 0..C-1."
+                f"labels must lie in [0, {num_classes}) but range over [{lo}, {hi}]; pass the "
+                f"right num_classes (now num_classes={num_classes}) or remap the labels to 0..C-1."
             )
     return labels
 

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_gpp.data.intake import TaskInfo, as_dataset
 from tf_gpp.errors import DataError
 from tf_gpp.graph.dependency import ChannelGroup, DependencyGraph
 
@@ -54,46 +55,52 @@ class Importance:
         return f"{type(self).__name__}({args})"
 
 
-def as_batches(data: Any, batch_size: int = 64, max_batches: int | None = None) -> list[tuple[Any, Any]]:
-    """Up to ``max_batches`` (x, y) batches from a dataset or an (x, y) tuple of arrays."""
+def as_batches(
+    data: Any, batch_size: int = 64, max_batches: int | None = None, model: keras.Model | None = None
+) -> list[tuple[Any, Any]]:
+    """Up to ``max_batches`` (x, y) batches of any form :func:`tf_gpp.data.as_dataset` accepts
+    (with ``model``: dict elements mapped, unbatched datasets batched, shapes checked)."""
     if data is None:
         raise DataError("this importance needs data: pass (x, y) arrays or a tf.data.Dataset of (x, y)")
-    if isinstance(data, list) and data and isinstance(data[0], tuple):
-        return data[:max_batches] if max_batches is not None else data  # already batches
-    if isinstance(data, tf.data.Dataset):
-        ds = data
-    elif isinstance(data, tuple | list) and len(data) >= 2:
-        x, y = np.asarray(data[0]), np.asarray(data[1])
-        if len(x) == 0:
-            raise DataError("the data is empty: give at least one (x, y) sample")
-        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    if isinstance(data, list) and data and all(isinstance(b, tuple) and len(b) in (2, 3) for b in data):
+        out = [(b[0], b[1]) for b in data]  # already batches
     else:
-        raise DataError(
-            f"data must be an (x, y) tuple of arrays or a tf.data.Dataset of (x, y), got {type(data).__name__}"
-        )
-    out = []
-    for batch in ds:
-        out.append((batch[0], batch[1]))
-        if max_batches is not None and len(out) >= max_batches:
-            break
+        out = []
+        for batch in as_dataset(data, batch_size=batch_size, model=model, what="data"):
+            out.append((batch[0], batch[1]))
+            if max_batches is not None and len(out) >= max_batches:
+                break
+    out = out[:max_batches] if max_batches is not None else out
     if not out:
         raise DataError("the dataset is empty: give at least one (x, y) batch")
     return out
 
 
-def per_class_sample(data: Any, num_classes: int, per_class: int, batch_size: int = 64) -> list[tuple[Any, Any]]:
-    """A few samples of every class (the paper's back-tracing set), as batches."""
-    xs, ys, counts = [], [], np.zeros(num_classes, dtype=int)
+def per_class_sample(
+    data: Any, task: TaskInfo | int, per_class: int, batch_size: int = 64
+) -> list[tuple[Any, np.ndarray]]:
+    """A few samples of every class (the paper's back-tracing set), as ``(x, class index)``
+    batches; ``x`` keeps its structure (list/dict inputs of multi-input models)."""
+    if not isinstance(task, TaskInfo):
+        task = TaskInfo("sparse", int(task), False)
+    picked: list[Any] = []
+    ys: list[int] = []
+    counts = np.zeros(task.num_classes, dtype=int)
     for x, y in as_batches(data, batch_size):
-        y_np = np.asarray(y)
-        labels = y_np.argmax(-1) if y_np.ndim > 1 else y_np.astype(int)
+        labels = task.class_indices(tf.nest.map_structure(np.asarray, y))
+        xs = tf.nest.map_structure(np.asarray, x)
         for i, c in enumerate(labels.tolist()):
-            if 0 <= c < num_classes and counts[c] < per_class:
+            if 0 <= c < task.num_classes and counts[c] < per_class:
                 counts[c] += 1
-                xs.append(np.asarray(x[i]))
+                picked.append(tf.nest.map_structure(lambda a, i=i: a[i], xs))
                 ys.append(c)
         if counts.min() >= per_class:
             break
-    x = np.stack(xs)
+    if not picked:
+        raise DataError("the data holds no labelled samples to trace utilities back from")
+    x = tf.nest.map_structure(lambda *rows: np.stack(rows), *picked)
     y = np.asarray(ys)
-    return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    return [
+        (tf.nest.map_structure(lambda a, i=i: a[i : i + batch_size], x), y[i : i + batch_size])
+        for i in range(0, len(y), batch_size)
+    ]

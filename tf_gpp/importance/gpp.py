@@ -27,10 +27,11 @@ from typing import Any
 import keras
 import numpy as np
 
+from tf_gpp.data.intake import labelled_batches
 from tf_gpp.discriminant import ScatterStats, feature_model, find_feature_layer, neuron_utility
 from tf_gpp.errors import DataError
 from tf_gpp.graph.dependency import DependencyGraph
-from tf_gpp.importance.base import Importance, as_batches, per_class_sample
+from tf_gpp.importance.base import Importance, per_class_sample
 from tf_gpp.importance.gates import ChannelGate, gate_gradients, gated_model
 
 UTILITIES = ("fisher", "lda")
@@ -54,6 +55,16 @@ def _absolute_copy(model: keras.Model) -> None:
         layer.set_weights(values)
 
 
+def _constant_probe(model: keras.Model) -> Any:
+    """One small constant sample for every input of ``model`` (a dict by name for several)."""
+    arrays = {
+        t.name: np.full((1, *(d or 1 for d in t.shape[1:])), 1e-3 if "float" in str(t.dtype) else 0,
+                        dtype=str(t.dtype))
+        for t in model.inputs
+    }
+    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
+
+
 class GPPUtility(Importance):
     """Discriminant utility of the last hidden layer, traced back through the network."""
 
@@ -68,6 +79,7 @@ class GPPUtility(Importance):
         images_per_class: int = 8,
         eps: float = 1e-3,
         stats_batches: int | None = None,
+        output: str | None = None,
     ) -> None:
         if utility not in UTILITIES:
             raise ValueError(f"utility={utility!r}: choose one of {UTILITIES}")
@@ -79,19 +91,20 @@ class GPPUtility(Importance):
         self.images_per_class = images_per_class
         self.eps = eps
         self.stats_batches = stats_batches
+        self.output = output  # the classifier output of a multi-output model
         self.final_utility: np.ndarray | None = None
 
     def prepare(self, model: keras.Model, dep: DependencyGraph, data: Any = None) -> None:
         if data is None:
             raise DataError("GPPUtility needs labelled data (x, y) to measure the discriminant utility")
         fmodel = dep.graph.model
-        feature = self.feature_layer or find_feature_layer(fmodel)
-        num_classes = int(fmodel.outputs[0].shape[-1])
-        batches = as_batches(data, 256, self.stats_batches)
-        stats = ScatterStats(num_classes, full=self.utility == "lda")
+        batches, task = labelled_batches(fmodel, data, batch_size=256, max_batches=self.stats_batches,
+                                         output=self.output)
+        feature = self.feature_layer or find_feature_layer(fmodel, output=task.output)
+        stats = ScatterStats(task.num_classes, full=self.utility == "lda")
         feats = feature_model(fmodel, feature)
         for x, y in batches:
-            stats.update(np.asarray(feats(x, training=False)), np.asarray(y))
+            stats.update(np.asarray(feats(x, training=False)), task.class_indices(y))
         u = neuron_utility(stats, self.utility, self.eps)
         if not u.sum() > 0:
             raise DataError(
@@ -109,11 +122,10 @@ class GPPUtility(Importance):
 
         if self.trace == "linear":
             _absolute_copy(gated)
-            shape = tuple(d or 1 for d in fmodel.inputs[0].shape[1:])
-            probe = [(np.full((1, *shape), 1e-3, dtype="float32"), np.zeros(1))]
+            probe = [(_constant_probe(fmodel), np.zeros(1))]
             self._scores = gate_gradients(gated, gates, objective, probe)
         else:
-            sample = per_class_sample(batches, num_classes, self.images_per_class)
+            sample = per_class_sample(batches, task, self.images_per_class)
             self._scores = gate_gradients(gated, gates, objective, sample)
 
     def channel_scores(self, layer: str) -> np.ndarray | None:
@@ -127,4 +139,5 @@ class GPPUtility(Importance):
             "images_per_class": self.images_per_class,
             "eps": self.eps,
             "stats_batches": self.stats_batches,
+            "output": self.output,
         }

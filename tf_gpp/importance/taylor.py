@@ -11,30 +11,32 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from tf_gpp.data.intake import TaskInfo, infer_task, labelled_batches, output_is_probability
 from tf_gpp.graph.dependency import DependencyGraph
-from tf_gpp.importance.base import Importance, as_batches
+from tf_gpp.importance.base import Importance
 from tf_gpp.importance.gates import gate_gradients, gated_model
 
 
-def outputs_are_probabilities(model: keras.Model) -> bool:
-    """Whether the (single) output already went through a softmax."""
-    layer = model.layers[-1]
-    act = getattr(layer, "activation", None)
-    name = getattr(act, "__name__", "") if act is not None else ""
-    return isinstance(layer, keras.layers.Softmax) or name == "softmax"
+def outputs_are_probabilities(model: keras.Model, index: int = 0) -> bool:
+    """Whether output ``index`` already went through a softmax or sigmoid (else: logits)."""
+    return output_is_probability(model, index)
 
 
-def classification_loss(model: keras.Model, y: Any, out: Any) -> Any:
-    """Mean cross-entropy for sparse or one-hot labels, logits or probabilities."""
-    from_logits = not outputs_are_probabilities(model)
-    y = tf.convert_to_tensor(y)
-    if y.shape.rank is not None and y.shape.rank >= 2 and y.shape[-1] == out.shape[-1]:
-        return tf.reduce_mean(keras.losses.categorical_crossentropy(y, out, from_logits=from_logits))
-    return tf.reduce_mean(
-        keras.losses.sparse_categorical_crossentropy(tf.cast(y, "int32"), out, from_logits=from_logits)
-    )
+def classifier_output(outputs: Any, task: TaskInfo) -> Any:
+    """The classifier's tensor among a model's ``outputs`` (a tensor, list or dict)."""
+    if isinstance(outputs, dict):
+        return outputs[task.output]
+    if isinstance(outputs, list | tuple):
+        return outputs[task.output_index]
+    return outputs
+
+
+def classification_loss(model: keras.Model, y: Any, out: Any, task: TaskInfo | None = None) -> Any:
+    """Mean cross-entropy of the classifier output ``out`` for labels ``y`` (sparse, one-hot
+    or binary; logits or probabilities), as :meth:`TaskInfo.loss` defines it."""
+    task = task or infer_task(model, y)
+    return task.loss()(task.labels(y), out)
 
 
 class Taylor(Importance):
@@ -43,18 +45,19 @@ class Taylor(Importance):
     name = "taylor"
     requires_data = True
 
-    def __init__(self, max_batches: int = 16, batch_size: int = 64) -> None:
+    def __init__(self, max_batches: int = 16, batch_size: int = 64, output: str | None = None) -> None:
         self.max_batches = max_batches
         self.batch_size = batch_size
+        self.output = output  # the classifier output of a multi-output model
 
     def prepare(self, model: keras.Model, dep: DependencyGraph, data: Any = None) -> None:
         producers = sorted({p for g in dep.groups for p in g.producers})
         gated, gates = gated_model(dep, producers)
-        batches = as_batches(data, self.batch_size, self.max_batches)
+        batches, task = labelled_batches(dep.graph.model, data, batch_size=self.batch_size,
+                                         max_batches=self.max_batches, output=self.output)
 
         def objective(outputs, x, y):
-            out = outputs[0] if isinstance(outputs, list | tuple) else outputs
-            return classification_loss(dep.graph.model, y, out)
+            return classification_loss(dep.graph.model, y, classifier_output(outputs, task), task)
 
         self._scores = gate_gradients(gated, gates, objective, batches, reduce=np.square)
 
@@ -62,4 +65,4 @@ class Taylor(Importance):
         return self._scores.get(layer)
 
     def get_config(self) -> dict:
-        return {"max_batches": self.max_batches, "batch_size": self.batch_size}
+        return {"max_batches": self.max_batches, "batch_size": self.batch_size, "output": self.output}
