@@ -6,12 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from tf_gpp.data.intake import TRAIN_BATCHES_SCANNED, TaskInfo, as_dataset, scan_labels
 from tf_gpp.errors import DataError
 from tf_gpp.grow.errors import GrowError
-
-#: Training batches scanned for label checks (validation data is scanned fully).
-TRAIN_BATCHES_SCANNED = 20
-
 
 
 def unpack_bundle(train_data: Any, val_data: Any, input_shape: Any, num_classes: Any) -> tuple:
@@ -25,26 +22,25 @@ def unpack_bundle(train_data: Any, val_data: Any, input_shape: Any, num_classes:
         num_classes = num_classes if num_classes is not None else bundle.num_classes
     return train_data, val_data, input_shape, num_classes
 
-def _labels(ds: Any, max_batches: int | None, what: str = "data") -> np.ndarray:
-    """Labels of the first ``max_batches`` batches; refuses non-finite inputs on the way."""
-    chunks = []
-    for i, (x, y) in enumerate(ds):
-        if max_batches is not None and i >= max_batches:
-            break
-        xa = np.asarray(x)
-        if xa.dtype.kind == "f" and not np.all(np.isfinite(xa)):
-            raise DataError(f"{what} batch {i} has NaN or inf inputs; clean or impute them first.")
-        chunks.append(np.asarray(y).reshape(-1))
-    return np.concatenate(chunks) if chunks else np.zeros(0)
+def _labels(ds: Any, max_batches: int | None, what: str, num_classes: int) -> np.ndarray:
+    """Class indices of the first ``max_batches`` batches; refuses non-finite inputs and
+    labels that are not class indices in ``[0, num_classes)`` on the way."""
+    labels, _ = scan_labels(ds, TaskInfo("sparse", num_classes, True), what, max_batches)
+    if labels.size == 0:
+        raise DataError(f"{what} is empty; grow needs labelled examples.")
+    return labels
 
 
-def _check_pipeline(ds: Any, what: str) -> tuple[Any, Any]:
+def _check_pipeline(ds: Any, what: str) -> tuple[Any, Any, Any]:
+    """``(pipeline, x_spec, y_spec)``: dict elements mapped to (x, y), unbatched images batched."""
     spec = getattr(ds, "element_spec", None)
     if spec is None:
         raise DataError(
             f"{what} must be a tf.data.Dataset of (x, y) batches or a tf_gpp.data.Dataset, got "
             f"{type(ds).__name__}; for arrays use tf_gpp.data.from_arrays(x, y)."
         )
+    ds = as_dataset(ds, input_ranks=(4,), what=what)
+    spec = ds.element_spec
     if not isinstance(spec, tuple) or len(spec) != 2:
         raise DataError(f"{what} must yield (x, y) pairs; its elements are {spec}.")
     x_spec, y_spec = spec
@@ -62,26 +58,7 @@ def _check_pipeline(ds: Any, what: str) -> tuple[Any, Any]:
         )
     if y_shape.rank not in (1, 2):
         raise DataError(f"{what} yields labels of shape {y_shape}; expected (batch,) class indices.")
-    return x_spec, y_spec
-
-
-def _check_labels(labels: np.ndarray, num_classes: int, what: str) -> None:
-    if labels.size == 0:
-        raise DataError(f"{what} is empty; grow needs labelled examples.")
-    if labels.dtype.kind == "f":
-        if not np.all(np.isfinite(labels)):
-            raise DataError(f"{what} has NaN/inf labels.")
-        off = labels[labels != np.round(labels)]
-        if off.size:
-            raise DataError(
-                f"{what} has continuous labels (e.g. {off[:3].tolist()}): these look like regression "
-                "targets. grow builds classifiers and needs integer class indices 0..C-1."
-            )
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise DataError(
-            f"{what} has labels in [{labels.min():g}, {labels.max():g}] but num_classes={num_classes}; "
-            f"labels must be class indices in [0, {num_classes})."
-        )
+    return ds, x_spec, y_spec
 
 
 def resolve_data(
@@ -114,8 +91,8 @@ def resolve_data(
         raise GrowError(f"num_classes={num_classes!r}: a classifier needs num_classes >= 2.")
     num_classes = int(num_classes)
 
-    x_spec, _ = _check_pipeline(train_data, "train_data")
-    xv_spec, _ = _check_pipeline(val_data, "val_data")
+    train_data, x_spec, _ = _check_pipeline(train_data, "train_data")
+    val_data, xv_spec, _ = _check_pipeline(val_data, "val_data")
     data_shape = tuple(x_spec.shape[1:])
     if input_shape is None:
         if any(d is None for d in data_shape):
@@ -130,13 +107,11 @@ def resolve_data(
         ):
             raise DataError(f"{what} yields inputs of shape {shape}, but input_shape={input_shape}.")
 
-    val_labels = _labels(val_data, None, "val_data")
-    _check_labels(val_labels, num_classes, "val_data")
-    train_labels = _labels(train_data, TRAIN_BATCHES_SCANNED, "train_data")
-    _check_labels(train_labels, num_classes, "train_data")
+    val_labels = _labels(val_data, None, "val_data", num_classes)
+    train_labels = _labels(train_data, TRAIN_BATCHES_SCANNED, "train_data", num_classes)
     if len(np.unique(np.concatenate([train_labels, val_labels]))) < 2:
-        train_labels = _labels(train_data, None, "train_data")  # the first batches may be sorted by class
-        _check_labels(train_labels, num_classes, "train_data")
+        # the first batches may be sorted by class
+        train_labels = _labels(train_data, None, "train_data", num_classes)
         if len(np.unique(np.concatenate([train_labels, val_labels]))) < 2:
             raise DataError(
                 f"train_data and val_data hold a single class ({int(train_labels[0])}); "

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
+from tf_gpp.data.arrays import to_sparse_labels, validate_inputs
+from tf_gpp.data.intake import as_dataset
 from tf_gpp.errors import DataError
 from tf_gpp.grow.checks import resolve_data, unpack_bundle
 from tf_gpp.grow.cost import Cost, model_cost
@@ -113,16 +115,15 @@ def _is_array_pair(data: Any) -> bool:
 def _pipeline_from_arrays(
     data: Any, what: str, num_classes: int | None, batch_size: int, train: bool, seed: int
 ) -> tuple[Any, int]:
-    from tf_gpp.data import from_arrays
-
+    """Arrays through the data intake; labels as class indices (grow trains with sparse
+    cross-entropy), ``(n, H, W)`` images get a channel axis."""
     try:
-        bundle = from_arrays(
-            data[0], data[1], validation_split=0.0, batch_size=batch_size, seed=seed,
-            num_classes=num_classes, preprocessing=None, shuffle=train, name=what, source=what,
-        )
+        y, classes, _ = to_sparse_labels(data[1], num_classes, "y")
+        x = validate_inputs(data[0], "x")
+        ds = as_dataset((x, y), batch_size=batch_size, shuffle=train, seed=seed, what=what)
     except DataError as e:
         raise DataError(f"{what}: {e}") from None
-    return bundle.train, bundle.num_classes
+    return ds, classes
 
 
 def as_pipelines(
