@@ -97,15 +97,45 @@ def _save_model(model: Any, out: Path) -> None:
     os.replace(tmp, out)
 
 
+def _parse_input_shape(text: str | None) -> Any:
+    """``224,224,3`` -> (224, 224, 3); ``name:224,224,3;other:10`` or ``224,224,3;10`` for several inputs."""
+    if not text:
+        return None
+    parts = [p.strip() for p in text.split(";") if p.strip()]
+    named: dict[str, tuple] = {}
+    shapes: list[tuple] = []
+    for part in parts:
+        name, _, dims = part.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+        except ValueError:
+            shape = ()
+        if not shape or any(d < 1 for d in shape):
+            raise UserError(f"--input-shape {text}: expected positive sizes without the batch, like 224,224,3")
+        if name:
+            named[name] = shape
+        else:
+            shapes.append(shape)
+    if named and shapes:
+        raise UserError(f"--input-shape {text}: name every input (name:224,224,3;other:10) or none")
+    if named:
+        return named
+    return shapes[0] if len(shapes) == 1 else shapes
+
+
 # -- subcommands --------------------------------------------------------------
 def cmd_inspect(args: argparse.Namespace) -> int:
     import tf_gpp
 
     model = _load_model(args.model, args.unsafe)
-    dep = tf_gpp.DependencyGraph(model)
-    prof = tf_gpp.profile(model)
-    print(f"model '{model.name}': {prof.params:,} params, {prof.macs:,} MACs per sample\n")
+    shape = _parse_input_shape(args.input_shape)
+    dep = tf_gpp.DependencyGraph(model, input_shape=shape)
+    prof = tf_gpp.profile(model, input_shape=shape)
+    print(f"model '{model.name}': {prof.params:,} params, {prof.macs:,} MACs per sample "
+          f"{prof.describe_inputs()}\n")
     print(prof.table(all_layers=args.all))
+    if prof.unpriced:
+        print(f"tf-gpp inspect: {prof.unpriced_warning()}", file=sys.stderr)
     print(f"\n{len(dep.groups)} prunable channel groups:")
     for g in dep.groups:
         print(f"  #{g.index:<3} size {g.size:<5} producers {', '.join(g.producers)}"
@@ -240,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("inspect", "channel groups, params and MACs per layer of a .keras model", "tf-gpp inspect model.keras --all")
     sp.add_argument("model")
     sp.add_argument("--all", action="store_true", help="all layers, consumers and unprunable reasons")
+    sp.add_argument("--input-shape", help="input size without the batch, e.g. 224,224,3 (required when the "
+                    "model's input size is dynamic; several inputs: a:224,224,3;b:10)")
     sp.add_argument("--unsafe", action="store_true", help="allow Lambda layers (runs code from the file)")
     sp.set_defaults(func=cmd_inspect)
 

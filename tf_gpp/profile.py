@@ -168,7 +168,12 @@ def node_macs(graph: ModelGraph, node: Node, in_shapes: list[Shape], out_shapes:
         return 0, []
     op = graph.op(node.layer_name)
     if isinstance(op, keras.Model):
-        sub = _nested_profile(graph, op, in_shapes)
+        try:
+            sub = _nested_profile(graph, op, in_shapes)
+        except UnknownDimensionError as e:
+            inner, cls, shapes = getattr(e, "layer", ("?", "?", []))
+            e.layer = (f"{op.name}/{inner}", cls, shapes)
+            raise
         if sub is None:
             return None, []
         return sub.macs, [UnpricedLayer(f"{op.name}/{u.name}", u.class_name) for u in sub.unpriced]
