@@ -96,3 +96,35 @@ def test_compress_and_grow_commands(tmp_path, capsys):
     grown = tmp_path / "grown.keras"
     assert main(["grow", "--data", "digits", "--max-rounds", "1", "--epochs-per-round", "1", "-o", str(grown)]) == 0
     assert grown.exists()
+
+
+@pytest.fixture(scope="module")
+def dynamic_model_file(tmp_path_factory):
+    inp = keras.Input((None, None, 3), name="pixels")
+    x = keras.layers.Conv2D(4, 3, name="c1")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    m = keras.Model(inp, keras.layers.Dense(3, name="out")(x))
+    path = tmp_path_factory.mktemp("dyn") / "dyn.keras"
+    m.save(path)
+    return path
+
+
+def test_inspect_dynamic_model_needs_input_shape(dynamic_model_file, capsys):
+    assert main(["inspect", str(dynamic_model_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'pixels'" in err and "--input-shape" in err
+    assert main(["inspect", str(dynamic_model_file), "--input-shape", "10,12,3"]) == 0
+    out = capsys.readouterr().out
+    assert f"{8 * 10 * 27 * 4 + 4 * 3:,} MACs" in out and "10x12x3" in out
+    assert main(["inspect", str(dynamic_model_file), "--input-shape", "10,a"]) == 2
+    assert "--input-shape" in capsys.readouterr().err
+
+
+def test_inspect_warns_about_unpriced_layers(tmp_path, capsys):
+    inp = keras.Input((4,))
+    a, b = keras.layers.Dense(3, name="a")(inp), keras.layers.Dense(3, name="b")(inp)
+    path = tmp_path / "dot.keras"
+    keras.Model(inp, keras.layers.Dot(axes=1, name="dot")([a, b])).save(path)
+    assert main(["inspect", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "dot (Dot)" in captured.err and "not priced" in captured.out
