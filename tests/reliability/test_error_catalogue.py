@@ -517,3 +517,15 @@ def test_every_catalogue_error_is_a_tf_gpp_error():
     for cls in (tf_gpp.DataError, tf_gpp.PruningRequestError, tf_gpp.UnsupportedModelError,
                 tf_gpp.ArgumentError, ConversionError):
         assert issubclass(cls, ValueError), cls  # callers catching ValueError keep working
+
+
+# -- costs (S) -------------------------------------------------------------------------
+def test_S1_unknown_input_size_is_refused_with_the_fix(tmp_path, capsys):
+    inp = keras.Input((None, None, 3), name="photo")
+    model = keras.Model(inp, keras.layers.Conv2D(4, 3)(inp))
+    with pytest.raises(tf_gpp.ArgumentError, match=r"input 'photo'.*input_shape=\(H, W, 3\)"):
+        tf_gpp.profile(model)
+    path = tmp_path / "dyn.keras"
+    model.save(path)
+    assert "--input-shape" in _cli_error(["inspect", str(path)], capsys)
+    assert tf_gpp.profile(model, input_shape=(9, 9, 3)).macs == 7 * 7 * 27 * 4
