@@ -15,7 +15,9 @@ import numpy as np
 
 from tf_gpp.errors import UnsupportedModelError
 from tf_gpp.graph.dependency import DependencyGraph
+from tf_gpp.graph.flatten import model_from_config
 from tf_gpp.handlers import get_handler
+from tf_gpp.handlers.preprocessing import copy_layer_state, has_state
 from tf_gpp.handlers.registry import WeightMasks
 
 
@@ -74,62 +76,44 @@ def layer_weight_masks(dep: DependencyGraph, removed: np.ndarray) -> dict[str, t
     return out
 
 
-def custom_objects(ops: Iterable[Any]) -> dict[str, type]:
-    """The model's own non-Keras layer classes, so its config deserializes."""
-    out: dict[str, type] = {}
-    for op in ops:
-        cls = type(op)
-        if not cls.__module__.startswith("keras."):
-            out[cls.__name__] = cls
-            out[keras.saving.get_registered_name(cls)] = cls
-    return out
-
-
-def _from_config(config: dict, ops: Iterable[Any]) -> keras.Model:
-    """Deserialize a functional config of a model that is live in this process.
-
-    A ``Lambda`` of the live model is the user's own code already running here
-    (not an untrusted file), so safe mode is lifted for this one call.
-    """
-    ops = list(ops)
-    custom = custom_objects(ops)
-    if any(isinstance(op, keras.layers.Lambda) for op in ops):
-        try:
-            from keras.src.saving.serialization_lib import SafeModeScope
-        except ImportError:  # pragma: no cover - Keras layout changed
-            return keras.Model.from_config(config, custom_objects=custom)
-        with SafeModeScope(False):
-            return keras.Model.from_config(config, custom_objects=custom)
-    return keras.Model.from_config(config, custom_objects=custom)
+# Kept for callers of the former private names.
+_from_config = model_from_config
 
 
 def _named_weights(layer: Any) -> list[tuple[str, Any]]:
     return [(v.name.split("/")[-1], v) for v in getattr(layer, "weights", [])]
 
 
-def _transfer_weights(
-    g: Any, target: keras.Model, changes: dict, edit: Any = None
-) -> None:
-    """Copy every layer's weights from ``g``'s model into ``target`` (same layer names);
-    for layers in ``changes``, ``edit(value, axis masks, what)`` transforms each named weight."""
+def transfer_state(g: Any, target: keras.Model, changes: dict, edit: Any = None) -> None:
+    """Copy every layer's state from ``g``'s model into ``target`` (same layer names).
+
+    Weights and the state outside them (adapted statistics, vocabularies: see
+    :func:`~tf_gpp.handlers.preprocessing.copy_layer_state`) are copied; for
+    layers in ``changes``, ``edit(value, axis masks, what)`` transforms each named weight.
+    """
     for name, op in g.ops.items():
-        if not getattr(op, "weights", None):
+        if not has_state(op):
             continue
-        values = op.get_weights()
-        if edit is not None and name in changes:
+        values = None
+        if edit is not None and name in changes and getattr(op, "weights", None):
             masks = changes[name][1]
             values = [
                 edit(v, masks[wn], f"layer '{name}' weight '{wn}'") if wn in masks else v
-                for (wn, _), v in zip(_named_weights(op), values, strict=True)
+                for (wn, _), v in zip(_named_weights(op), op.get_weights(), strict=True)
             ]
         try:
-            target.get_layer(name).set_weights(values)
+            copy_layer_state(op, target.get_layer(name), values)
         except ValueError as e:
+            if isinstance(e, UnsupportedModelError):
+                raise
             raise UnsupportedModelError(
                 f"layer '{name}' ({type(op).__name__}): sliced weights do not fit the rebuilt layer "
                 f"({e}). Its handler does not match the layer; register a correct one with "
                 "tf_gpp.register_handler."
             ) from e
+
+
+_transfer_weights = transfer_state
 
 
 def rebuild(dep: DependencyGraph, removed: set[int] | np.ndarray) -> keras.Model:
@@ -143,14 +127,14 @@ def rebuild(dep: DependencyGraph, removed: set[int] | np.ndarray) -> keras.Model
             entry["config"] = changes[entry["name"]][2]
             entry.pop("build_config", None)  # rebuilt from the new input shapes
     try:
-        new = _from_config(config, g.ops.values())
+        new = model_from_config(config, g.ops.values())
     except Exception as e:  # noqa: BLE001 - name the layer-level cause for the user
         raise UnsupportedModelError(
             f"could not rebuild model '{g.model.name}' from its config ({type(e).__name__}: {e}). "
             "Custom layers must implement get_config() and be registered with "
             "keras.saving.register_keras_serializable()."
         ) from e
-    _transfer_weights(g, new, changes, slice_weight)
+    transfer_state(g, new, changes, slice_weight)
     _recompile(g.source, new)
     return new
 
@@ -183,6 +167,6 @@ def zero_pruned_weights(dep: DependencyGraph, removed: set[int]) -> keras.Model:
     """
     g = dep.graph
     removed_arr = np.fromiter(removed, dtype=np.int64, count=len(removed))
-    clone = _from_config(copy.deepcopy(g.config), g.ops.values())
-    _transfer_weights(g, clone, layer_weight_masks(dep, removed_arr), _zero_removed)
+    clone = model_from_config(copy.deepcopy(g.config), g.ops.values())
+    transfer_state(g, clone, layer_weight_masks(dep, removed_arr), _zero_removed)
     return clone

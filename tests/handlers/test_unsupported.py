@@ -58,12 +58,12 @@ def test_user_registered_handler():
         _REGISTRY.pop(Scale, None)
 
 
-def test_nested_model_is_opaque():
+def test_nested_model_is_inlined():
     inner_in = keras.Input((6, 6, 5))
-    inner = keras.Model(inner_in, keras.layers.Conv2D(5, 1)(inner_in), name="inner")
+    inner = keras.Model(inner_in, keras.layers.Conv2D(5, 1, name="ic")(inner_in), name="inner")
     m = _model(inner)
-    with pytest.raises(tf_gpp.PruningRequestError, match="inner"):
-        tf_gpp.prune_channels(m, {"c1": [0]})
+    assert any("c1" in g.producers for g in tf_gpp.channel_groups(m))  # inlined: no longer opaque
+    assert_equivalent(m, {"c1": [0]})
     assert_equivalent(m, {"c2": [0]})
 
 

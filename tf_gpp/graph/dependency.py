@@ -144,7 +144,7 @@ class DependencyGraph:
             group_of[roots] = gi
         # Producers: creators of the atoms of each group, in graph order.
         layer_ids = {node.layer_name: i for i, node in reversed(list(enumerate(g.nodes)))}
-        names = sorted(layer_ids, key=layer_ids.get)
+        names = {i: name for name, i in layer_ids.items()}  # by first node index (shared layers)
         creator_id = np.fromiter(
             (layer_ids[self.atoms.creator(a)] for a in range(n)), dtype=np.int64, count=n
         )

@@ -16,6 +16,8 @@ from typing import Any
 import keras
 
 from tf_gpp.errors import ArgumentError, UnsupportedModelError
+from tf_gpp.graph.flatten import flatten_model, has_nested_models
+from tf_gpp.handlers.preprocessing import copy_layer_state
 
 Shape = tuple[int | None, ...]
 # What callers may pass as ``input_shape``: one shape (single-input model), a list of shapes
@@ -157,7 +159,7 @@ def to_functional(model: keras.Model) -> tuple[keras.Model, dict]:
         for layer in model.layers:
             clone = layer.__class__.from_config(layer.get_config())
             x = clone(x)
-            clone.set_weights(layer.get_weights())
+            copy_layer_state(layer, clone)
         functional = keras.Model(inp, x, name=model.name)
         return functional, functional.get_config()
     config = _functional_config(model)
@@ -189,7 +191,8 @@ class ModelGraph:
                 f"expected a keras.Model, got {type(model).__name__}"
             )
         self.source = model
-        self.model, self.config = to_functional(model)
+        # Nested sub-models are inlined first: the analysed (and rebuilt) model is flat.
+        self.model, self.config = to_functional(flatten_model(model) if has_nested_models(model) else model)
         self.ops: dict[str, Any] = {op.name: op for op in self.model.operations}
         self.layer_configs: dict[str, dict] = {}
         self.shapes: dict[TensorRef, Shape] = {}

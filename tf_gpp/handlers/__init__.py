@@ -1,6 +1,15 @@
 """Per-layer-type handlers in one registry (importing this registers them all)."""
 
-from tf_gpp.handlers import conv, core, elementwise, merge, normalization, recurrent, reshaping  # noqa: F401
+from tf_gpp.handlers import (  # noqa: F401
+    conv,
+    core,
+    elementwise,
+    merge,
+    normalization,
+    preprocessing,
+    recurrent,
+    reshaping,
+)
 from tf_gpp.handlers.common import IdentityHandler as IdentityLikeHandler
 from tf_gpp.handlers.registry import (
     Keep,

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_gpp.graph.dependency import DependencyGraph
-from tf_gpp.surgery import _from_config, _transfer_weights
+from tf_gpp.surgery import model_from_config, transfer_state
 
 
 @keras.saving.register_keras_serializable(package="tf_gpp")
@@ -98,8 +98,8 @@ def gated_model(
         outputs = [outputs, ref] if not isinstance(outputs, list) or not isinstance(outputs[0], list) else [*outputs, ref]
         config["output_layers"] = outputs
     ops = list(g.ops.values())
-    model = _from_config(config, ops)
-    _transfer_weights(g, model, {})
+    model = model_from_config(config, ops)
+    transfer_state(g, model, {})
     gates = {name: model.get_layer(gate).gate for name, gate in gate_names.items()}
     return model, gates
 
