@@ -529,3 +529,103 @@ def test_S1_unknown_input_size_is_refused_with_the_fix(tmp_path, capsys):
     model.save(path)
     assert "--input-shape" in _cli_error(["inspect", str(path)], capsys)
     assert tf_gpp.profile(model, input_shape=(9, 9, 3)).macs == 7 * 7 * 27 * 4
+
+
+# -- data forms and classification targets (I) -----------------------------------------
+def _batches(ds: tf.data.Dataset) -> list[np.ndarray]:
+    parts = [[np.asarray(t) for t in tf.nest.flatten(b)] for b in ds]
+    return [np.concatenate(p) for p in zip(*parts, strict=True)]
+
+
+def test_I1_every_fit_form_is_accepted():
+    x, y = _xy()
+    w = np.linspace(0.5, 1.5, len(y)).astype("float32")
+    forms = [((x, y),), (x, y), (tf.data.Dataset.from_tensor_slices((x, y)),),
+             (tf.data.Dataset.from_tensor_slices({"image": x, "label": y}).batch(7),)]
+    for args in forms:
+        train, _, task = tf_gpp.data.as_training_data(_mlp(), *args, shuffle=False)
+        for got, ref in zip(_batches(train), (x, y), strict=True):
+            np.testing.assert_array_equal(got, ref)
+        assert task.kind == "sparse" and task.num_classes == 3
+    train, _, _ = tf_gpp.data.as_training_data(_mlp(), (x, y, w), shuffle=False)
+    np.testing.assert_array_equal(_batches(train)[2], w)
+    train, val, _ = tf_gpp.data.as_training_data(_mlp(), x, y, validation_split=0.25, shuffle=False)
+    np.testing.assert_array_equal(_batches(val)[0], x[45:])
+
+
+def test_I2_regression_targets_are_refused():
+    x, _ = _xy()
+    targets = np.random.default_rng(1).normal(size=(len(x), 3)).astype("float32")
+    with pytest.raises(tf_gpp.DataError, match="looks like regression.*prunes classifiers.*importance='l1'"):
+        tf_gpp.data.as_training_data(_mlp(), x, targets)
+
+
+def test_I3_multi_hot_soft_and_multi_label_outputs_are_refused():
+    x, y = _xy()
+    multi = np.eye(3, dtype="float32")[y]
+    multi[::3, (y[::3] + 1) % 3] = 1.0
+    with pytest.raises(tf_gpp.DataError, match="multi-hot.*multi-label"):
+        tf_gpp.data.as_training_data(_mlp(), x, multi)
+    soft = np.full((len(y), 3), 0.2, "float32")
+    soft[np.arange(len(y)), y] = 0.6
+    with pytest.raises(tf_gpp.DataError, match="soft / probability rows.*argmax"):
+        tf_gpp.data.as_training_data(_mlp(), x, soft)
+    inp = keras.Input((6,))
+    sigmoid = keras.Model(inp, keras.layers.Dense(3, activation="sigmoid")(inp))
+    with pytest.raises(tf_gpp.UnsupportedModelError, match="sigmoid over 3 units.*softmax"):
+        tf_gpp.data.as_training_data(sigmoid, x, y)
+
+
+def _binary(activation: str | None) -> keras.Model:
+    inp = keras.Input((6,))
+    h = keras.layers.Dense(8, activation="relu", name="h1")(inp)
+    return keras.Model(inp, keras.layers.Dense(1, activation=activation, name="out")(h))
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", None])
+def test_I4_binary_classifier_with_one_output_unit(activation):
+    x, y = _xy(classes=2)
+    _, _, task = tf_gpp.data.as_training_data(_binary(activation), x, y[:, None].astype("float32"))
+    assert (task.kind, task.num_classes, task.probabilities) == ("binary", 2, activation == "sigmoid")
+    assert isinstance(task.loss(), keras.losses.BinaryCrossentropy)
+    from tf_gpp.graph.dependency import DependencyGraph
+
+    imp = GPPUtility(utility="lda")
+    model = _binary(activation)
+    imp.prepare(model, DependencyGraph(model), (x, y))
+    assert np.isfinite(imp.final_utility).all() and imp.final_utility.sum() > 0
+
+
+def test_I5_binary_output_with_other_labels_or_a_one_unit_softmax():
+    x, y = _xy()
+    with pytest.raises(tf_gpp.DataError, match="classes other than 0/1.*Dense\\(C\\)"):
+        tf_gpp.data.as_training_data(_binary("sigmoid"), x, y)
+    with pytest.raises(tf_gpp.UnsupportedModelError, match="softmax over 1 unit.*sigmoid"):
+        tf_gpp.data.as_training_data(_binary("softmax"), x, y % 2)
+
+
+def test_I6_multi_output_model_needs_the_classifier_named():
+    x, y = _xy()
+    inp = keras.Input((6,))
+    h = keras.layers.Dense(8, activation="relu")(inp)
+    model = keras.Model(inp, [keras.layers.Dense(3, name="cls")(h), keras.layers.Dense(2, name="reg")(h)])
+    labels = {"cls": y, "reg": np.zeros((len(y), 2), "float32")}
+    with pytest.raises(tf_gpp.DataError, match=r"2 outputs.*output='cls'"):
+        tf_gpp.data.as_training_data(model, x, labels)
+    _, _, task = tf_gpp.data.as_training_data(model, x, labels, output="cls")
+    np.testing.assert_array_equal(task.class_indices(labels), y)
+
+
+def test_I7_unreadable_forms_name_the_fix():
+    x, y = _xy()
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    cases = [
+        ((tf.data.Dataset.from_tensor_slices({"img": x, "cls": y}),), {}, r"ds.map\(lambda d"),
+        ((ds,), {"validation_split": 0.2}, "array data only.*validation_data="),
+        ((ds, y), {}, "must be inside it"),
+        ((x,), {}, "without labels"),
+        ((x[:, :4], y), {}, r"shape \(None, 4\).*expects \(None, 6\)"),
+    ]
+    for args, kwargs, match in cases:
+        with pytest.raises(tf_gpp.DataError, match=match):
+            tf_gpp.data.as_training_data(_mlp(), *args, **kwargs)

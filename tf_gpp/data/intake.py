@@ -279,6 +279,14 @@ def _input_specs(model: keras.Model) -> list[tuple[str, tuple]]:
 # -- turning what users bring into batched tf.data ----------------------------------------
 
 
+def _dict_inputs(model: keras.Model | None) -> bool:
+    """Whether ``model`` was built on a dict of inputs (Keras warns when fed a list)."""
+    try:
+        return isinstance(model.input, Mapping) if model is not None else False
+    except (AttributeError, ValueError):
+        return False
+
+
 def _is_dataset(data: Any) -> bool:
     return isinstance(data, tf.data.Dataset)
 
@@ -481,6 +489,10 @@ def as_dataset(
         x_spec = spec[0]
         if len(inputs) == 1 and isinstance(x_spec, Mapping) and len(x_spec) == 1:
             ds = ds.map(lambda x, *rest: (next(iter(x.values())), *rest))  # {"input": x} -> x
+            x_spec = ds.element_spec[0]
+        if isinstance(x_spec, tuple) and len(x_spec) == len(inputs) > 1 and _dict_inputs(model):
+            names = tuple(n for n, _ in inputs)  # a list for a model built on a dict of inputs
+            ds = ds.map(lambda x, *rest: (dict(zip(names, x, strict=True)), *rest))
             x_spec = ds.element_spec[0]
         unbatched = user_dataset and _rank_gaps(x_spec, inputs) == {-1}
         if unbatched:
