@@ -36,3 +36,15 @@ def digits_cnn(epochs: int = 12, seed: int = 0) -> keras.Model:
               metrics=["accuracy"])
     m.fit(xt, yt, epochs=epochs, batch_size=64, verbose=0)
     return m
+
+
+def with_bn_momentum(model: keras.Model, momentum: float) -> keras.Model:
+    """A copy of ``model`` whose BatchNormalization layers use ``momentum`` (the Keras default is
+    0.99, keras.applications' MobileNetV2 0.999): a user's well-trained model with slow BN."""
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] == "BatchNormalization":
+            layer["config"]["momentum"] = momentum
+    copy = keras.Model.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -7,6 +7,7 @@ Public entry points::
     tf_gpp.prune_channels(model, {layer: [channel indices]})  # -> new slim model
     tf_gpp.profile(model)                    # params and MACs per sample
     tf_gpp.compress(model, train, val, target_macs=0.3)      # push + prune rounds
+    tf_gpp.recalibrate_batchnorm(model, data)                 # BN moving stats re-estimated
     tf_gpp.PushModel(model) / tf_gpp.PushSchedule(...)        # push in model.fit
     tf_gpp.grow(train, val, ...)                              # Inception growing
     tf_gpp.convert.to_tflite(model, "m.tflite", quantization="int8", ...)
@@ -21,12 +22,14 @@ from tf_gpp.errors import (
     UnsupportedModelError,
 )
 from tf_gpp.graph import ChannelGroup, DependencyGraph, channel_groups
+from tf_gpp.graph.flatten import flatten_model
 from tf_gpp.grow import GrowResult
 from tf_gpp.grow import grow as grow_network
 from tf_gpp.handlers import LayerHandler, register_handler
 from tf_gpp.profile import Profile, input_shape_from_data, profile
 from tf_gpp.prune import CompressResult, compress
 from tf_gpp.push import PushLoss, PushModel, PushSchedule
+from tf_gpp.recalibrate import recalibrate_batchnorm
 from tf_gpp.surgery import prune_channels
 
 __version__ = "0.1.0"
@@ -51,6 +54,7 @@ __all__ = [
     "convert",
     "data",
     "discriminant",
+    "flatten_model",
     "grow",
     "grow_network",
     "importance",
@@ -58,5 +62,6 @@ __all__ = [
     "profile",
     "prune_channels",
     "push",
+    "recalibrate_batchnorm",
     "register_handler",
 ]

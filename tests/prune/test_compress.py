@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import tf_gpp
-from tests.digits_model import digits_cnn, digits_split
+from tests.digits_model import digits_cnn, digits_split, with_bn_momentum
 
 
 @pytest.fixture(scope="module")
@@ -14,12 +14,15 @@ def base():
 
 
 def test_digits_compressed_to_30_percent_macs_within_2_points(base, tmp_path_factory):
-    """Issue 3 goal: a small CNN on digits to <= 30% of its MACs, losing <= 2 points.
+    """Issue 3 goal: a small CNN on digits to <= 30% of its MACs, losing <= 2 points, with the
+    Keras-default BatchNorm momentum 0.99 (issue 12: stale BN statistics after surgery made
+    such models chance-level before compress re-estimated them).
 
     The validation split has 397 images (one image = 0.25 points) and single runs vary by
     a few points, so the goal is checked on the median of three seeds.
     """
     train, val = digits_split()
+    base = with_bn_momentum(base, 0.99)
     ckpt = tmp_path_factory.mktemp("ckpt")
     runs = [
         tf_gpp.compress(base, train, val, target_macs=0.3, rounds=3, push_epochs=1, finetune_epochs=3,

@@ -34,6 +34,7 @@ from tf_gpp.importance.taylor import outputs_are_probabilities
 from tf_gpp.profile import profile
 from tf_gpp.prune.distill import Distiller
 from tf_gpp.prune.planner import Constraints, group_scores, plan_global, plan_threshold
+from tf_gpp.recalibrate import recalibrate_batchnorm
 from tf_gpp.surgery import rebuild
 
 
@@ -262,6 +263,7 @@ def compress(
     seed: int = 0,
     verbose: int = 1,
     callbacks: list[keras.callbacks.Callback] | None = None,
+    recalibrate_steps: int | None = 100,
 ) -> CompressResult:
     """Compress a classifier with Grow-Push-Prune rounds (see the module docstring).
 
@@ -285,6 +287,12 @@ def compress(
         lr_schedule: ``"cosine"`` (Adam's rate decays from ``learning_rate`` to 0 within
             every push-training and fine-tuning fit) or ``"constant"``.
         callbacks: extra Keras callbacks for every push-training and fine-tuning fit.
+        recalibrate_steps: training batches over which every BatchNormalization's moving
+            statistics are re-estimated (:func:`tf_gpp.recalibrate_batchnorm`) after push
+            training and after every rebuild + fine-tune, before the model is scored,
+            evaluated or checkpointed; ``None`` uses all of ``train_data``, ``0`` turns it off
+            (a momentum-0.99 BN barely follows a short fine-tune: without it pruned models
+            can be judged, and returned, at chance level).
     """
     if lr_schedule not in ("cosine", "constant"):
         raise PruningRequestError(f"lr_schedule={lr_schedule!r}: choose 'cosine' or 'constant'")
@@ -296,6 +304,13 @@ def compress(
         raise PruningRequestError("strategy='global' needs target_macs or target_params (a fraction like 0.3)")
     if rounds < 1:
         raise PruningRequestError(f"rounds={rounds}: must be >= 1")
+    if recalibrate_steps is not None and (isinstance(recalibrate_steps, bool) or not isinstance(recalibrate_steps, int)
+                                          or recalibrate_steps < 0):
+        raise PruningRequestError(f"recalibrate_steps={recalibrate_steps!r}: a whole number >= 0 (0: off) or None (all)")
+
+    def recalibrated(m: keras.Model) -> keras.Model:
+        return recalibrate_batchnorm(m, train, recalibrate_steps) if recalibrate_steps != 0 else m
+
     if not 0 <= max_accuracy_drop <= 1:
         raise PruningRequestError(f"max_accuracy_drop={max_accuracy_drop}: a fraction of accuracy in [0, 1]")
     keras.utils.set_random_seed(seed)
@@ -360,6 +375,7 @@ def compress(
         if push:
             current = _push_train(current, train, val, push_loss, push_epochs, learning_rate, one_hot, probs,
                                   verbose, callbacks)
+            current = recalibrated(current)
             pushed_model = pushed_model or current
         dep = DependencyGraph(current)
         imp.prepare(current, dep, train if imp.requires_data else None)
@@ -378,6 +394,7 @@ def compress(
             break
         slim = rebuild(dep, dep.removed_units(plan))
         slim = _finetune(slim, teacher, train, finetune_epochs, learning_rate, one_hot, probs, verbose, callbacks)
+        slim = recalibrated(slim)
         acc = _accuracy(slim, val, one_hot, probs)
         p = profile(slim)
         rec = RoundRecord(
