@@ -93,3 +93,20 @@ def test_compress_leaves_the_users_model_alone(base):
     for a, b in zip(base.get_weights(), before, strict=True):
         np.testing.assert_array_equal(a, b)
     assert base.optimizer is optimizer
+
+
+def test_compress_prices_a_dynamic_input_model_at_the_datas_size():
+    """Issue 17: a fully convolutional model on keras.Input((None, None, 1)) is priced at the
+    size of the data it is given (8x8 digits), never at 1 pixel."""
+    train, val = digits_split()
+    inp = keras.Input((None, None, 1))
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="c1")(inp)
+    h = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="c2")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inp, keras.layers.Dense(10, name="out")(h))
+    by_hand = 8 * 8 * (9 * 1 * 16 + 9 * 16 * 32) + 32 * 10  # conv MACs at 8x8 + dense
+    assert tf_gpp.profile(model, input_shape=(8, 8, 1)).macs == by_hand
+    res = tf_gpp.compress(model, train, val, target_macs=0.5, rounds=1, push=False, importance="l1",
+                          finetune_epochs=1, max_accuracy_drop=1.0, verbose=0)
+    assert res.base_macs == by_hand
+    assert res.history[-1].macs == tf_gpp.profile(res.model, input_shape=(8, 8, 1)).macs <= by_hand // 2

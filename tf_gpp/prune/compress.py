@@ -31,7 +31,7 @@ from tf_gpp.errors import DataError, PruningRequestError, UnsupportedModelError
 from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.importance import Importance, get_importance
 from tf_gpp.importance.taylor import outputs_are_probabilities
-from tf_gpp.profile import profile
+from tf_gpp.profile import input_shape_from_data, profile
 from tf_gpp.prune.distill import Distiller
 from tf_gpp.prune.planner import Constraints, group_scores, plan_global, plan_threshold
 from tf_gpp.recalibrate import recalibrate_batchnorm
@@ -322,6 +322,7 @@ def compress(
     val = _dataset(validation_data, batch_size, False, seed)
     _check_data(train, num_classes, "train_data", None if isinstance(train_data, tuple | list) else TRAIN_BATCHES_SCANNED)
     _check_data(val, num_classes, "validation_data", None)
+    input_shape = input_shape_from_data(model, train)  # the data's size prices dynamic dimensions
     y0 = next(iter(train))[1]
     one_hot = y0.shape.rank is not None and y0.shape.rank >= 2 and y0.shape[-1] == num_classes
     probs = outputs_are_probabilities(model)
@@ -329,7 +330,7 @@ def compress(
     if teacher is not None:
         teacher.set_weights(model.get_weights())
 
-    base = profile(model)
+    base = profile(model, input_shape=input_shape)
     t_macs = _resolve_target(target_macs, base.macs, "target_macs")
     t_params = _resolve_target(target_params, base.params, "target_params")
     if strategy == "global" and all(t is None or t >= b for t, b in ((t_macs, base.macs), (t_params, base.params))):
@@ -377,7 +378,7 @@ def compress(
                                   verbose, callbacks)
             current = recalibrated(current)
             pushed_model = pushed_model or current
-        dep = DependencyGraph(current)
+        dep = DependencyGraph(current, input_shape=input_shape)
         imp.prepare(current, dep, train if imp.requires_data else None)
         scores = group_scores(dep, imp)
         if strategy == "global":
@@ -396,7 +397,7 @@ def compress(
         slim = _finetune(slim, teacher, train, finetune_epochs, learning_rate, one_hot, probs, verbose, callbacks)
         slim = recalibrated(slim)
         acc = _accuracy(slim, val, one_hot, probs)
-        p = profile(slim)
+        p = profile(slim, input_shape=input_shape)
         rec = RoundRecord(
             round=r, params=p.params, macs=p.macs, accuracy=acc,
             macs_ratio=p.macs / base.macs, params_ratio=p.params / base.params,
