@@ -9,6 +9,10 @@ Public entry points::
     tf_gpp.compress(model, train, val, target_macs=0.3)      # push + prune rounds
     tf_gpp.recalibrate_batchnorm(model, data)                 # BN moving stats re-estimated
     tf_gpp.PushModel(model) / tf_gpp.PushSchedule(...)        # push in model.fit
+    gated = tf_gpp.prunable(model)                            # prune in model.fit:
+    gated.fit(..., callbacks=[tf_gpp.PruningCallback(data=..., target_macs=0.3)])
+    slim = tf_gpp.strip(gated)                                # physically slim model
+    tf_gpp.Pruner(model).step(data, target_macs=0.5)          # one step, no training
     tf_gpp.grow(train, val, ...)                              # Inception growing
     tf_gpp.convert.to_tflite(model, "m.tflite", quantization="int8", ...)
 """
@@ -27,7 +31,7 @@ from tf_gpp.grow import GrowResult
 from tf_gpp.grow import grow as grow_network
 from tf_gpp.handlers import LayerHandler, register_handler
 from tf_gpp.profile import Profile, input_shape_from_data, profile
-from tf_gpp.prune import CompressResult, compress
+from tf_gpp.prune import CompressResult, Pruner, PruningCallback, compress, prunable, strip
 from tf_gpp.push import PushLoss, PushModel, PushSchedule
 from tf_gpp.recalibrate import recalibrate_batchnorm
 from tf_gpp.surgery import prune_channels
@@ -43,6 +47,8 @@ __all__ = [
     "GrowResult",
     "LayerHandler",
     "Profile",
+    "Pruner",
+    "PruningCallback",
     "PruningRequestError",
     "PushLoss",
     "PushModel",
@@ -60,8 +66,10 @@ __all__ = [
     "importance",
     "input_shape_from_data",
     "profile",
+    "prunable",
     "prune_channels",
     "push",
     "recalibrate_batchnorm",
     "register_handler",
+    "strip",
 ]

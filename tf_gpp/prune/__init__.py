@@ -1,7 +1,11 @@
-"""Pruning: planning which units go, and the iterative compress driver."""
+"""Pruning: planning which units go, one-step ``Pruner``, masks and a callback for pruning inside
+``fit`` (``prunable`` -> ``PruningCallback`` -> ``strip``), and the iterative compress driver."""
 
+from tf_gpp.prune import schedules
+from tf_gpp.prune.callback import PruningCallback
 from tf_gpp.prune.compress import CompressResult, RoundRecord, compress
 from tf_gpp.prune.distill import Distiller
+from tf_gpp.prune.masking import ChannelMask, mask_channels, masked_view, prunable, strip
 from tf_gpp.prune.planner import (
     Constraints,
     estimate_cost,
@@ -9,15 +13,28 @@ from tf_gpp.prune.planner import (
     plan_global,
     plan_threshold,
 )
+from tf_gpp.prune.pruner import Pruner, PruneResult
+from tf_gpp.prune.schedules import Geometric, Threshold
 
 __all__ = [
+    "ChannelMask",
     "CompressResult",
     "Constraints",
     "Distiller",
+    "Geometric",
+    "PruneResult",
+    "Pruner",
+    "PruningCallback",
     "RoundRecord",
+    "Threshold",
     "compress",
     "estimate_cost",
     "group_scores",
+    "mask_channels",
+    "masked_view",
     "plan_global",
     "plan_threshold",
+    "prunable",
+    "schedules",
+    "strip",
 ]

@@ -1,0 +1,186 @@
+"""Pruning schedules: how far one pruning round goes.
+
+A schedule turns the scores of one round into a plan (``{group index: unit
+indices}``) for the model of that round. Two are built in:
+
+* :class:`Geometric` — a cost target per round that shrinks geometrically from
+  the base model to the final target: ``base * (target / base) ** (r / rounds)``
+  (global ranking, :func:`~tf_gpp.prune.planner.plan_global`);
+* :class:`Threshold` — the paper's per-group rule: remove units scoring below
+  ``eta * std`` of their group, ``eta`` raised by ``eta_step`` every round
+  (:func:`~tf_gpp.prune.planner.plan_threshold`).
+
+Schedules are small serialisable objects (``get_config``/``from_config``);
+:func:`get` builds one from a name, a config dict or an instance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tf_gpp.errors import ArgumentError, PruningRequestError
+from tf_gpp.graph.dependency import DependencyGraph
+from tf_gpp.prune.planner import Constraints, estimate_cost, plan_global, plan_threshold
+
+__all__ = ["Cost", "Geometric", "PruningSchedule", "Threshold", "get", "resolve_target"]
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Absolute cost figures (``None``: no target on that figure)."""
+
+    macs: int | None = None
+    params: int | None = None
+
+
+def resolve_target(target: float | None, base: int, name: str) -> int | None:
+    """A target given as a fraction of ``base`` (in (0, 1]) or an absolute count (> 1) -> count."""
+    if target is None:
+        return None
+    if isinstance(target, bool) or not isinstance(target, int | float | np.number) or not np.isfinite(target) \
+            or target <= 0:
+        raise PruningRequestError(f"{name}={target!r}: give a fraction of the base model in (0, 1] or an "
+                                  "absolute count > 1")
+    if target > 1 and target != int(target):
+        raise PruningRequestError(
+            f"{name}={target}: values above 1 are absolute counts and must be whole numbers; "
+            "for a fraction of the base model give a value in (0, 1]"
+        )
+    return int(target * base) if target <= 1 else int(target)
+
+
+class PruningSchedule:
+    """Base class: ``plan(...)`` chooses the units one round removes."""
+
+    name = "schedule"
+    needs_target = False
+
+    def plan(
+        self,
+        dep: DependencyGraph,
+        scores: dict[int, np.ndarray],
+        constraints: Constraints,
+        *,
+        round: int,
+        rounds: int,
+        base: Cost,
+        target: Cost,
+    ) -> dict[int, list[int]]:
+        """The plan of round ``round`` (1-based) of ``rounds`` on ``dep``'s model.
+
+        ``base``: cost of the unpruned model; ``target``: final absolute cost target."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict) -> PruningSchedule:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()  # type: ignore[union-attr]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+
+class Geometric(PruningSchedule):
+    """Cost target of round ``r``: ``base * (target / base) ** (min(r, rounds) / rounds)``.
+
+    ``rounds=None`` takes the caller's number of rounds (one for a single
+    :meth:`Pruner.step <tf_gpp.Pruner.step>`, the pruning epochs for a
+    :class:`~tf_gpp.PruningCallback`). Units are ranked globally
+    (:func:`~tf_gpp.prune.planner.plan_global`)."""
+
+    name = "geometric"
+    needs_target = True
+
+    def __init__(self, rounds: int | None = None) -> None:
+        if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
+            raise ArgumentError(f"Geometric(rounds={rounds!r}): give a whole number >= 1, or None")
+        self.rounds = rounds
+
+    def round_target(self, round: int, rounds: int, base: Cost, target: Cost) -> Cost:
+        """The absolute cost target of round ``round`` (1-based)."""
+        n = self.rounds or rounds
+        frac = min(max(round, 0), n) / n
+
+        def at(b: int | None, t: int | None) -> int | None:
+            if t is None or b is None:
+                return None
+            return t if frac >= 1 else int(b * (t / b) ** frac)
+
+        return Cost(at(base.macs, target.macs), at(base.params, target.params))
+
+    def plan(self, dep, scores, constraints, *, round, rounds, base, target):  # noqa: D102
+        if target.macs is None and target.params is None:
+            raise PruningRequestError("the Geometric schedule needs target_macs or target_params (e.g. 0.3)")
+        t = self.round_target(round, rounds, base, target)
+        params, macs = estimate_cost(dep, {})
+        if (t.macs is None or macs <= t.macs) and (t.params is None or params <= t.params):
+            return {}  # this round's target is met already
+        return plan_global(dep, scores, constraints, target_macs=t.macs, target_params=t.params)
+
+    def get_config(self) -> dict:
+        return {"rounds": self.rounds}
+
+
+class Threshold(PruningSchedule):
+    """The paper's rule: per group, remove units scoring below ``eta * std(scores)``,
+    with ``eta = eta + (r - 1) * eta_step`` in round ``r``. A cost target, when
+    given, stops pruning once the model meets it."""
+
+    name = "threshold"
+
+    def __init__(self, eta: float = 0.5, eta_step: float = 0.25) -> None:
+        for k, v in (("eta", eta), ("eta_step", eta_step)):
+            if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v) or v < 0:
+                raise ArgumentError(f"Threshold({k}={v!r}): give a finite number >= 0")
+        self.eta = float(eta)
+        self.eta_step = float(eta_step)
+
+    def eta_at(self, round: int) -> float:
+        return self.eta + (max(round, 1) - 1) * self.eta_step
+
+    def plan(self, dep, scores, constraints, *, round, rounds, base, target):  # noqa: D102
+        if target.macs is not None or target.params is not None:
+            params, macs = estimate_cost(dep, {})
+            if (target.macs is None or macs <= target.macs) and (target.params is None or params <= target.params):
+                return {}
+        return plan_threshold(dep, scores, self.eta_at(round), constraints)
+
+    def get_config(self) -> dict:
+        return {"eta": self.eta, "eta_step": self.eta_step}
+
+
+_BY_NAME: dict[str, type[PruningSchedule]] = {"geometric": Geometric, "threshold": Threshold}
+
+
+def get(identifier: str | dict | PruningSchedule | None) -> PruningSchedule:
+    """A schedule from a name (``"geometric"``, ``"threshold"``), a ``{"class_name", "config"}``
+    dict (as :func:`serialize` gives), an instance (returned as is) or ``None`` (``Geometric()``)."""
+    if identifier is None:
+        return Geometric()
+    if isinstance(identifier, PruningSchedule):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()]()
+    if isinstance(identifier, dict) and identifier.get("class_name", "").lower() in _BY_NAME:
+        return _BY_NAME[identifier["class_name"].lower()].from_config(identifier.get("config", {}))
+    raise ArgumentError(
+        f"unknown pruning schedule {identifier!r}; choose one of {sorted(_BY_NAME)}, a "
+        "{'class_name': ..., 'config': ...} dict or a tf_gpp.prune.schedules.PruningSchedule"
+    )
+
+
+def serialize(schedule: PruningSchedule) -> dict[str, Any]:
+    """``{"class_name": name, "config": get_config()}``: the inverse of :func:`get`."""
+    return {"class_name": schedule.name, "config": schedule.get_config()}
