@@ -39,6 +39,7 @@ __all__ = [
     "labelled_batches",
     "output_is_probability",
     "scan_labels",
+    "split_fit_arguments",
 ]
 
 #: Training batches of a ``tf.data`` pipeline scanned up front (validation data is scanned fully).
@@ -614,6 +615,29 @@ def check_data(
             "examples of at least 2 classes."
         )
     return labels
+
+
+def _bare(v: Any) -> bool:
+    return isinstance(v, np.ndarray | tf.Tensor | Mapping)
+
+
+def split_fit_arguments(train_data: Any, validation_data: Any) -> tuple[Any, Any, Any]:
+    """``(x, y, validation_data)`` of a ``f(model, train_data, validation_data)`` call:
+    ``f(model, x, y)`` the way ``fit`` takes it (bare inputs — an array, a tensor, a dict
+    or a list of arrays — followed by one label per sample) gives ``(x, y, None)``;
+    anything else ``(train_data, None, validation_data)``."""
+    if validation_data is None or _is_dataset(train_data) or _is_dataset(validation_data):
+        return train_data, None, validation_data
+    if isinstance(validation_data, tuple) or not (_bare(validation_data) or isinstance(validation_data, list)):
+        return train_data, None, validation_data
+    if _bare(train_data) or (isinstance(train_data, list) and all(_bare(v) for v in train_data)):
+        try:
+            same = _length(train_data, "x") == _length(validation_data, "y")
+        except DataError:
+            return train_data, None, validation_data
+        if same and not (isinstance(train_data, list) and len(train_data) in (2, 3) and isinstance(validation_data, list)):
+            return train_data, validation_data, None
+    return train_data, None, validation_data
 
 
 def as_training_data(
