@@ -275,10 +275,12 @@ def _flat_config(model: keras.Model) -> tuple[dict, dict[str, Any]]:
             where = f"call {k} of sub-model '{name}'"
             args, kwargs = list(call.get("args", [])), dict(call.get("kwargs", {}))
             training = kwargs.pop("training", None)
-            if kwargs.pop("mask", None) is not None or kwargs or len(args) != 1:
+            extra = sorted(k for k, v in kwargs.items() if not (k == "mask" and v is None))
+            if extra or len(args) != 1:
                 raise UnsupportedModelError(
                     f"{where}: only the inputs and training= can be passed to a sub-model that "
-                    f"tf_gpp inlines (got {len(args)} positional argument(s), keywords {sorted(kwargs)})"
+                    f"tf_gpp inlines (got {len(args)} positional argument(s), keywords {extra}). "
+                    "Call the sub-model on its inputs only, or flatten it by hand."
                 )
             feeds = dict(_pair_inputs(sub_config["input_layers"], args[0], where))
             offsets = {old: len(by_name[new]["inbound_nodes"]) for old, new in renames.items()}
