@@ -318,3 +318,19 @@ def test_taylor_on_a_multi_output_model_uses_the_named_classifier():
     assert np.all(np.isfinite(s)) and s.sum() > 0
     with pytest.raises(tf_gpp.DataError, match="output='cls'"):
         Taylor().prepare(model, dep, ([x, xb], {"cls": y, "reg": reg}))
+
+
+def test_split_fit_arguments_reads_f_model_x_y_as_fit_does():
+    from tf_gpp.data.intake import split_fit_arguments
+
+    x, y = _xy()
+    xb = np.zeros((N, 4), "float32")
+    assert split_fit_arguments(x, y)[2] is None and split_fit_arguments(x, y)[1] is y
+    got = split_fit_arguments([x, xb], y)
+    assert got[0][1] is xb and got[1] is y and got[2] is None
+    pairs = ((x, y), (x[:5], y[:5]))
+    assert split_fit_arguments(*pairs) == (pairs[0], None, pairs[1])
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    assert split_fit_arguments(ds, ds) == (ds, None, ds)
+    train, val, _ = as_training_data(_mlp(), *split_fit_arguments(x, y)[:2], validation_split=0.5, shuffle=False)
+    _same(_collect(val), x[N // 2:], y[N // 2:])
