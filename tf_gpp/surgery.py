@@ -17,7 +17,7 @@ from tf_gpp.errors import UnsupportedModelError
 from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.graph.flatten import model_from_config
 from tf_gpp.handlers import get_handler
-from tf_gpp.handlers.preprocessing import copy_layer_state, has_state
+from tf_gpp.handlers.preprocessing import check_state_copyable, copy_layer_state, has_state
 from tf_gpp.handlers.registry import WeightMasks
 
 
@@ -121,6 +121,8 @@ def rebuild(dep: DependencyGraph, removed: set[int] | np.ndarray) -> keras.Model
     g = dep.graph
     removed_arr = np.fromiter(removed, dtype=np.int64, count=len(removed))
     changes = layer_weight_masks(dep, removed_arr)
+    for op in g.ops.values():
+        check_state_copyable(op)
     config = copy.deepcopy(g.config)
     for entry in config["layers"]:
         if entry["name"] in changes:

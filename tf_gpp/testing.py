@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from tf_gpp.graph.dependency import DependencyGraph
-from tf_gpp.graph.flatten import custom_objects, flat_layers, has_nested_models, is_graph_model
+from tf_gpp.graph.flatten import custom_objects, flat_layers, is_graph_model
 from tf_gpp.surgery import layer_weight_masks, rebuild
 
 
@@ -71,7 +71,7 @@ def zeroed_reference(model: keras.Model, dep: DependencyGraph, removed: set[int]
     """The original ``model`` saved and reloaded, with every weight slice that the
     surgery drops for ``removed`` set to zero (by the handlers' weight masks)."""
     ref = reloaded(model)
-    layers = flat_layers(ref) if has_nested_models(ref) else {op.name: op for op in ref.operations}
+    layers = {name: op for name, op in flat_layers(ref).items() if op is not None}
     removed_arr = np.fromiter(removed, dtype=np.int64, count=len(removed))
     for name, (op, masks, _) in layer_weight_masks(dep, removed_arr).items():
         if not getattr(op, "weights", None):

@@ -132,12 +132,13 @@ def test_M5_feature_layer_not_a_vector():
         tf_gpp.PushModel(_cnn_no_head(), feature_layer="c1")
 
 
-def test_M6_output_is_not_a_classifier():
+def test_M6_several_outputs():
     inp = keras.Input((6,))
-    binary = keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Dense(8)(inp)))
-    x, y = _xy(classes=2)
-    with pytest.raises(tf_gpp.UnsupportedModelError, match=r"\(batch, C\) with C >= 2"):
-        tf_gpp.compress(binary, (x, y), (x, y), target_macs=0.5, **QUICK)
+    h = keras.layers.Dense(8)(inp)
+    two = keras.Model(inp, [keras.layers.Dense(3)(h), keras.layers.Dense(1)(h)])
+    x, y = _xy()
+    with pytest.raises(tf_gpp.UnsupportedModelError, match="single-output model"):
+        tf_gpp.compress(two, (x, y), (x, y), target_macs=0.5, **QUICK)
 
 
 def test_M7_nan_weights():
@@ -629,3 +630,67 @@ def test_I7_unreadable_forms_name_the_fix():
     for args, kwargs, match in cases:
         with pytest.raises(tf_gpp.DataError, match=match):
             tf_gpp.data.as_training_data(_mlp(), *args, **kwargs)
+
+
+def _nested_cnn() -> keras.Model:
+    inner_in = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inner_in)
+    inner = keras.Model(inner_in, keras.layers.BatchNormalization(name="bn")(x), name="inner")
+    inner.trainable = False
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 1, name="conv")(inp)
+    x = inner(x, training=False)
+    x = inner(x)  # called twice (shared weights)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, keras.layers.Dense(3, name="out")(x))
+
+
+def test_N1_nested_models_are_inlined():
+    model = _nested_cnn()
+    producers = {p for g in tf_gpp.channel_groups(model) for p in g.producers}
+    assert "inner_conv" in producers  # renamed: 'conv' is the outer layer's name
+    flat = tf_gpp.flatten_model(model)
+    assert flat.get_layer("inner_conv").trainable is False and flat.get_layer("conv").trainable
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(flat(x), model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_N2_submodel_call_with_extra_arguments():
+    inner_in = keras.Input((4,))
+    inner = keras.Model(inner_in, keras.layers.Dense(2)(inner_in), name="inner")
+    inp = keras.Input((4,))
+    with pytest.warns(UserWarning):  # Keras: the sub-model does not support masking
+        model = keras.Model(inp, inner(inp, mask=keras.ops.ones((1, 4), dtype="bool")))
+    with pytest.raises(tf_gpp.UnsupportedModelError, match=r"sub-model 'inner'.*keywords \['mask'\]"):
+        tf_gpp.channel_groups(model)
+
+
+def test_N3_layer_shared_by_two_submodels():
+    dense = keras.layers.Dense(4, name="shared")
+    a_in, b_in = keras.Input((4,)), keras.Input((4,))
+    a = keras.Model(a_in, dense(a_in), name="a")
+    b = keras.Model(b_in, dense(b_in), name="b")
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Add()([a(inp), b(inp)])))
+    with pytest.raises(tf_gpp.UnsupportedModelError, match="'shared' is shared by sub-models 'a' and 'b'"):
+        tf_gpp.flatten_model(model)
+
+
+@keras.saving.register_keras_serializable(package="catalogue")
+class _AttributeMean(keras.layers.Layer):
+    def adapt(self, data):
+        self.mean = np.asarray(data, dtype="float32").mean(axis=0)
+
+    def call(self, x):
+        return x - self.mean
+
+
+def test_N4_adapted_state_that_cannot_be_copied():
+    x, _ = _xy()
+    center = _AttributeMean(name="center")
+    center.adapt(x)
+    inp = keras.Input((6,))
+    h = keras.layers.Dense(5, activation="relu", name="h1")(center(inp))
+    model = keras.Model(inp, keras.layers.Dense(3)(h))
+    with pytest.raises(tf_gpp.UnsupportedModelError, match=r"'center' \(_AttributeMean\).*save_own_variables"):
+        tf_gpp.prune_channels(model, {"h1": [0]})

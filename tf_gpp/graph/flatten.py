@@ -39,7 +39,7 @@ from typing import Any
 import keras
 
 from tf_gpp.errors import UnsupportedModelError
-from tf_gpp.handlers.preprocessing import copy_layer_state, has_state
+from tf_gpp.handlers.preprocessing import check_state_copyable, copy_layer_state, has_state
 
 History = tuple[str, int, int]
 
@@ -390,6 +390,8 @@ def flatten_model(model: keras.Model) -> keras.Model:
         )
     config, sources = _flat_config(model)
     sources = {k: v for k, v in sources.items() if v is not None}
+    for src in sources.values():
+        check_state_copyable(src)
     try:
         flat = model_from_config(config, sources.values())
     except UnsupportedModelError:

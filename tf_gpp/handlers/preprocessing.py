@@ -75,6 +75,13 @@ def state_fix(layer: Any) -> str:
     )
 
 
+def check_state_copyable(layer: Any) -> None:
+    """Refuse, before any rebuild, a layer whose adapted state tf_gpp cannot copy."""
+    reason = _uncopyable_reason(layer) if isinstance(layer, keras.layers.Layer) else None
+    if reason is not None:
+        raise UnsupportedModelError(f"layer '{layer.name}' ({type(layer).__name__}) {reason}: {state_fix(layer)}.")
+
+
 class _ArrayStore(dict):
     """A ``save_own_variables`` store holding numpy copies (not the source's variables)."""
 
@@ -89,9 +96,7 @@ def copy_layer_state(src: Any, dst: Any, weights: list[np.ndarray] | None = None
     pruned layer); a layer with state outside its weights cannot take sliced
     weights and is refused.
     """
-    reason = _uncopyable_reason(src)
-    if reason is not None:
-        raise UnsupportedModelError(f"layer '{src.name}' ({type(src).__name__}) {reason}: {state_fix(src)}.")
+    check_state_copyable(src)
     stateful = keeps_state_outside_weights(src)
     if weights is not None and stateful:
         raise UnsupportedModelError(
