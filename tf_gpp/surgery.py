@@ -172,3 +172,51 @@ def zero_pruned_weights(dep: DependencyGraph, removed: set[int]) -> keras.Model:
     clone = model_from_config(copy.deepcopy(g.config), g.ops.values())
     transfer_state(g, clone, layer_weight_masks(dep, removed_arr), _zero_removed)
     return clone
+
+
+def frozen_pruned_layers(
+    model: keras.Model | DependencyGraph, plan: dict[int, Iterable[int]] | dict[str, Iterable[int]]
+) -> list[str]:
+    """Layers with ``trainable=False`` whose weights ``plan`` slices, in graph order.
+
+    ``plan`` is ``{group index: unit indices}`` or a request ``{layer name: channels}``.
+    Frozen layers are pruned like any other; but a fine-tuning ``fit`` does not
+    update them, so what pruning costs them is not recovered (see :func:`unfreeze_layers`).
+    Names are those of the flat model (nested sub-models inlined).
+    """
+    dep = model if isinstance(model, DependencyGraph) else DependencyGraph(model)
+    removed = dep.resolve(plan) if all(isinstance(k, str) for k in plan) else dep.removed_units(plan)
+    removed_arr = np.fromiter(removed, dtype=np.int64, count=len(removed))
+    changed = layer_weight_masks(dep, removed_arr)
+    return [
+        name for name, (op, _, _) in changed.items() if getattr(op, "weights", None) and not op.trainable
+    ]
+
+
+def frozen_pruned_message(names: list[str]) -> str:
+    """The warning ``compress`` gives when it prunes frozen layers."""
+    shown = ", ".join(f"'{n}'" for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (
+        f"{len(names)} pruned layer(s) are frozen (trainable=False): {shown}. Fine-tuning does not "
+        "update them, so the accuracy their pruning costs is not recovered. Pass "
+        "unfreeze_pruned=True to fine-tune them (BatchNormalization stays frozen, in inference "
+        "mode), or list them in ignored_layers to leave them unpruned."
+    )
+
+
+def unfreeze_layers(model: keras.Model, names: Iterable[str], keep_batchnorm_frozen: bool = True) -> list[str]:
+    """Set ``trainable=True`` on layers ``names`` of ``model`` (a rebuilt, flat model); return them.
+
+    ``BatchNormalization`` layers stay frozen unless ``keep_batchnorm_frozen=False``: a
+    frozen BN runs in inference mode with its moving statistics, the Keras fine-tuning advice
+    (a trainable one normalizes with each batch's statistics during ``fit``).
+    Recompile the model afterwards: Keras fixes the trainable weights at ``compile``.
+    """
+    out = []
+    for name in names:
+        layer = model.get_layer(name)
+        if keep_batchnorm_frozen and isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        layer.trainable = True
+        out.append(name)
+    return out

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import tf_gpp
+from tf_gpp.surgery import frozen_pruned_layers, frozen_pruned_message, unfreeze_layers
 
 SIZE = 96
 
@@ -270,3 +271,23 @@ def test_subclassed_model_is_refused():
 
     with pytest.raises(tf_gpp.UnsupportedModelError, match="functional"):
         tf_gpp.flatten_model(Net())
+
+
+def test_frozen_pruned_layers_and_unfreezing_them():
+    m = _frozen_functional_model("mini")
+    request = {"block_2_expand": [0, 3]}
+    names = frozen_pruned_layers(m, request)
+    assert set(names) == {
+        "block_2_expand", "block_2_expand_BN", "block_2_depthwise", "block_2_depthwise_BN", "block_2_project"
+    }
+    assert "block_2_expand" in frozen_pruned_message(names) and "unfreeze_pruned=True" in frozen_pruned_message(names)
+    slim = tf_gpp.prune_channels(m, request)
+    assert not slim.get_layer("block_2_expand").trainable
+    unfrozen = unfreeze_layers(slim, names)
+    assert set(unfrozen) == {"block_2_expand", "block_2_depthwise", "block_2_project"}
+    assert slim.get_layer("block_2_expand").trainable and not slim.get_layer("block_2_expand_BN").trainable
+    assert not slim.get_layer("Conv1").trainable  # not pruned: stays frozen
+    trainable = {v.path.split("/")[0] for v in slim.trainable_weights}
+    assert trainable == {"block_2_expand", "block_2_depthwise", "block_2_project", "head"}
+    # the head of a non-frozen model: nothing frozen is pruned
+    assert frozen_pruned_layers(_sequential_model("mini"), request) == []
