@@ -37,7 +37,10 @@ def prune_channels(
     Returns:
         A new functional ``keras.Model`` with the same layer names, fewer
         channels, and the remaining weights copied. It is not compiled unless
-        the original was (then it gets the same compile config).
+        the original was (then it gets the same compile config). Nested
+        sub-models are inlined first (:func:`tf_gpp.flatten_model`): the result is
+        flat, and layer names are those of the flat model. State outside the
+        weights (adapted ``Normalization``, lookup vocabularies) is kept.
 
     Raises:
         PruningRequestError: unknown layer, index out of range, channels that
