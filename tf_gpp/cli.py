@@ -1,7 +1,9 @@
 """``tf-gpp``: the command line (also ``python -m tf_gpp``).
 
 With no arguments it runs the main job on an embedded default (``tf-gpp demo``).
-User errors exit with code 2 and a one-line message; ``--verbose`` shows details.
+User errors (every :class:`~tf_gpp.errors.TfGppError`) exit with code 2 and a one-line
+message (two for a failed TFLite conversion: the layer and the fix); ``--verbose`` shows
+details. ``convert`` exits with 3 when the converted model fails verification.
 """
 
 from __future__ import annotations
@@ -16,18 +18,27 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from tf_gpp.errors import TfGppError
+
 EXAMPLES = """examples:
   tf-gpp                                   # the main job: train, push, prune, convert, bench (a few minutes)
   tf-gpp inspect model.keras               # channel groups, params and MACs per layer
   tf-gpp compress model.keras --data fashion_mnist --target-macs 0.3 -o slim.keras
+  tf-gpp compress model.keras --data photos/ --target-macs 0.5      # photos/<class>/<images>
   tf-gpp grow --data digits --max-rounds 3 -o grown.keras
-  tf-gpp convert slim.keras -o slim.tflite --quantization int8 --data fashion_mnist
+  tf-gpp convert slim.keras -o slim.tflite --quantization int8 --data mine.npz   # x, y[, x_val, y_val]
   tf-gpp bench base.tflite slim.tflite --threads 1
   tf-gpp report gpp_runs/demo-20261122-101500
 """
 
 
-class UserError(Exception):
+EXIT_USER_ERROR = 2
+EXIT_VERIFICATION_FAILED = 3
+VERIFY_SAMPLES = 1000
+"""Default verification sample: one image is 0.1 accuracy point (all images when fewer)."""
+
+
+class UserError(TfGppError, ValueError):
     """A mistake in the command line or the files it names: exit code 2."""
 
 
@@ -65,20 +76,49 @@ def _load_model(path: str, unsafe: bool) -> Any:
         raise UserError(f"{path}: not a valid .keras file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
 
 
-def _load_data(spec: str, limit: int | None, batch_size: int = 128) -> Any:
-    from tf_gpp import data
+def _load_data(spec: str, limit: int | None, batch_size: int = 128, model: Any = None) -> Any:
+    """The dataset ``spec`` names (:mod:`tf_gpp.data.registry`); ``model`` gives image sizes."""
+    from tf_gpp.data import registry
+    from tf_gpp.errors import DataError
 
-    if spec in ("fashion_mnist", "fashion-mnist"):
-        return data.load_fashion_mnist(limit=limit, batch_size=batch_size)
-    if spec == "digits":
-        return data.load_digits(limit=limit, batch_size=batch_size)
-    if spec == "default":
-        return data.load_default(limit=limit, batch_size=batch_size)
-    p = Path(spec)
-    if p.is_dir():
-        raise UserError(f"--data {spec}: for an image folder use tf_gpp.data.from_image_folder in Python "
-                        "(it needs an image size); the CLI takes fashion_mnist, digits or default")
-    raise UserError(f"--data {spec}: unknown dataset; use fashion_mnist, digits or default")
+    try:
+        return registry.load(spec, limit=limit, batch_size=batch_size, model=model)
+    except DataError as e:
+        raise DataError(f"--data {spec}: {e}") from e
+
+
+def _check_data(model: Any, spec: str, x: Any, y: Any = None, validation: Any = None) -> None:
+    """Refuse data the model cannot take (input shape, dtype, labels beyond its classes) up
+    front, with the --data flag named: the intake's DataError, exit code 2."""
+    from tf_gpp.data import as_training_data
+    from tf_gpp.errors import DataError
+
+    try:
+        as_training_data(model, x, y, validation_data=validation, shuffle=False, batch_size=256)
+    except DataError as e:
+        msg = str(e).replace("train_data", "the data").replace("validation_data", "the validation data")
+        raise DataError(f"--data {spec}: {msg}") from e
+
+
+def _take(ds: Any, n: int, splits: tuple[str, ...]) -> tuple[Any, Any, list[str]]:
+    """Up to ``n`` ``(x, y)`` samples from the first splits of ``ds`` that exist, in order."""
+    import numpy as np
+
+    xs, ys, used, total = [], [], [], 0
+    for which in splits:
+        pipe = getattr(ds, which, None)
+        if pipe is None or total >= n:
+            continue
+        used.append(which)
+        for x, y in pipe:
+            xs.append(np.asarray(x))
+            ys.append(np.asarray(y))
+            total += len(xs[-1])
+            if total >= n:
+                break
+    if not xs:
+        raise UserError("--data: the dataset holds no samples")
+    return np.concatenate(xs)[:n], np.concatenate(ys)[:n], used
 
 
 def _out_path(path: str | None, default: Path, inputs: list[str]) -> Path:
@@ -141,6 +181,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  #{g.index:<3} size {g.size:<5} producers {', '.join(g.producers)}"
               + (f"  | consumers {', '.join(g.consumers)}" if args.all else ""))
     frozen = dep.frozen_reasons()
+    if not dep.groups:
+        reasons = _frozen_summary(frozen)
+        print("  none: " + (reasons or "the model has no layer with prunable output channels")
+              + ("" if args.all else " (--all lists every layer and its reason)"))
     if frozen and args.all:
         print("\nnot prunable:")
         for layer, why in frozen.items():
@@ -148,19 +192,41 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _frozen_summary(frozen: dict[str, str], limit: int = 4) -> str:
+    """The distinct reasons layers are not prunable, most frequent first, with a few layer names."""
+    by_reason: dict[str, list[str]] = {}
+    for layer, why in frozen.items():
+        if why:
+            by_reason.setdefault(why, []).append(layer)
+    parts = []
+    for why, layers in sorted(by_reason.items(), key=lambda kv: -len(kv[1]))[:limit]:
+        more = f" and {len(layers) - 1} more" if len(layers) > 1 else ""
+        parts.append(f"'{layers[0]}'{more}: {why}")
+    return "; ".join(parts)
+
+
 def cmd_compress(args: argparse.Namespace) -> int:
     import tf_gpp
 
+    has_target = args.target_macs is not None or args.target_params is not None
+    strategy = args.strategy or "global"
+    if strategy == "global" and not has_target:
+        raise UserError("compress needs --target-macs or --target-params (a fraction of the base model such "
+                        "as 0.3); or pass --strategy threshold for the paper's eta*std rule without a size target")
     model = _load_model(args.model, args.unsafe)
     out = _out_path(args.output, Path(args.model).with_name(Path(args.model).stem + "_gpp.keras"), [args.model])
-    ds = _load_data(args.data, args.limit)
+    ds = _load_data(args.data, args.limit, model=model)
+    print(ds.describe())
+    _check_data(model, args.data, ds.train, validation=ds.val if ds.val is not None else ds.test)
+    if strategy == "threshold":
+        print("strategy: threshold (eta*std per layer, rounds until the accuracy tolerance)")
     res = tf_gpp.compress(
         model, ds.train, ds.val if ds.val is not None else ds.test,
         target_macs=args.target_macs, target_params=args.target_params,
         max_accuracy_drop=args.max_accuracy_drop, importance=args.importance, push=not args.no_push,
         rounds=args.rounds, push_epochs=args.push_epochs, finetune_epochs=args.finetune_epochs,
         round_to=args.round_to, distill=args.distill, checkpoint_dir=args.checkpoint_dir,
-        strategy="global" if (args.target_macs or args.target_params) else "threshold",
+        strategy=strategy,
         verbose=2 if args.verbose else 1,
     )
     _save_model(res.model, out)
@@ -173,6 +239,7 @@ def cmd_grow(args: argparse.Namespace) -> int:
     from tf_gpp.grow import grow
 
     ds = _load_data(args.data, args.limit)
+    print(ds.describe())
     out = _out_path(args.output, Path("grown.keras"), [])
     res = grow(ds.train, ds.val, ds.input_shape, ds.num_classes, max_rounds=args.max_rounds,
                max_params=args.max_params, epochs_per_round=args.epochs_per_round, verbose=1)
@@ -188,22 +255,34 @@ def cmd_grow(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from tf_gpp.convert import to_tflite, verify
+    from tf_gpp.convert import quantization, to_tflite, verify
 
+    mode = quantization.get(args.quantization)
+    if args.verify_samples < 1:
+        raise UserError(f"--verify-samples {args.verify_samples}: must be >= 1")
+    if mode.needs_calibration and not args.data:
+        raise UserError(f"--quantization {mode.name} needs --data (representative samples for calibration)")
     model = _load_model(args.model, args.unsafe)
     out = _out_path(args.output, Path(args.model).with_suffix(".tflite"), [args.model])
-    rep = None
-    ds = None
+    rep = x = y = None
     if args.data:
-        ds = _load_data(args.data, args.limit or 2000)
-        rep = ds.as_numpy("train")[0][:200]
-    elif args.quantization == "int8":
-        raise UserError("--quantization int8 needs --data (representative samples for calibration)")
-    path = to_tflite(model, out, quantization=args.quantization, representative_data=rep)
+        ds = _load_data(args.data, args.limit, model=model)
+        print(ds.describe())
+        x, y, used = _take(ds, args.verify_samples, ("test", "val", "train"))
+        _check_data(model, args.data, x, y)
+        if mode.needs_calibration:
+            rep, _, _ = _take(ds, 200, ("train", "val", "test"))
+        print(f"verification on {len(x):,} images from the {'+'.join(used)} split"
+              f"{'s' if len(used) > 1 else ''} (one image = {100 / len(x):.2f} accuracy point"
+              + ("; all the data holds" if len(x) < args.verify_samples else "") + ")")
+    path = to_tflite(model, out, quantization=mode.name, representative_data=rep, select_tf_ops=args.select_tf_ops)
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
-    if ds is not None:
-        x, y = ds.as_numpy("test" if ds.test is not None else "val")
-        print(verify(path, model, x[:1000], y[:1000]))
+    if x is not None:
+        report = verify(path, model, x, y, warn=False)
+        print(report)
+        if not report.passed:
+            print(f"tf-gpp convert: verification FAILED: {report.message}", file=sys.stderr)
+            return EXIT_VERIFICATION_FAILED
     return 0
 
 
@@ -260,8 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS)
         return sp
 
+    from tf_gpp.convert import quantization
+    from tf_gpp.data import registry
+
     d = add("demo", "the main job on an embedded default (also what plain 'tf-gpp' runs)", "tf-gpp demo --quick")
-    d.add_argument("--data", default="default", help="fashion_mnist, digits or default (Fashion-MNIST if found locally, else digits)")
+    d.add_argument("--data", default="default", help="default (Fashion-MNIST from the Debian package, the Keras cache or a download; else "
+                   f"digits, with a notice) or any --data of compress: {registry.help_text()}")
     d.add_argument("--out", default=None, help="output folder (default: a new gpp_runs/demo-<time>)")
     d.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (about a minute)")
     d.add_argument("--epochs", type=int, default=None, help="base-model training epochs")
@@ -275,12 +358,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--unsafe", action="store_true", help="allow Lambda layers (runs code from the file)")
     sp.set_defaults(func=cmd_inspect)
 
+    data_help = f"the data: {registry.help_text()}"
     sp = add("compress", "push and prune a .keras classifier to a target", "tf-gpp compress m.keras --data fashion_mnist --target-macs 0.3 -o slim.keras")
     sp.add_argument("model")
-    sp.add_argument("--data", required=True, help="fashion_mnist, digits or default")
+    sp.add_argument("--data", required=True, help=data_help)
     sp.add_argument("-o", "--output", help="output .keras (default: <model>_gpp.keras)")
     sp.add_argument("--target-macs", type=float, help="fraction of base MACs (e.g. 0.3) or absolute")
     sp.add_argument("--target-params", type=float, help="fraction of base params or absolute")
+    sp.add_argument("--strategy", choices=["global", "threshold"], default=None,
+                    help="global (default: rank all channels to the target) or threshold (the paper's "
+                    "eta*std per layer, no size target)")
     sp.add_argument("--max-accuracy-drop", type=float, default=0.02)
     sp.add_argument("--importance", default="gpp_lda", help="gpp_lda (default), gpp, gpp_linear, l1, bn_scale, taylor, random")
     sp.add_argument("--no-push", action="store_true", help="prune without push training (CVIU LDA-prune)")
@@ -295,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_compress)
 
     sp = add("grow", "grow an Inception net on a dataset (optionally then compress it)", "tf-gpp grow --data digits --max-rounds 3")
-    sp.add_argument("--data", required=True)
+    sp.add_argument("--data", required=True, help=data_help)
     sp.add_argument("-o", "--output")
     sp.add_argument("--max-rounds", type=int, default=3)
     sp.add_argument("--max-params", type=int)
@@ -307,8 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("convert", "convert a .keras model to .tflite (float, float16, dynamic or int8)", "tf-gpp convert slim.keras --quantization int8 --data fashion_mnist")
     sp.add_argument("model")
     sp.add_argument("-o", "--output")
-    sp.add_argument("--quantization", choices=["float16", "dynamic", "int8"], default=None)
-    sp.add_argument("--data", help="representative + verification data (fashion_mnist, digits, default)")
+    sp.add_argument("--quantization", choices=list(quantization.names()), default=None,
+                    help="; ".join(f"{n}: {quantization.get(n).description}" for n in quantization.names()))
+    sp.add_argument("--data", help=f"calibration + verification data: {registry.help_text()}")
+    sp.add_argument("--verify-samples", type=int, default=VERIFY_SAMPLES,
+                    help=f"images compared with the Keras model (default {VERIFY_SAMPLES}: one image = 0.1 point; "
+                    "all when the data holds fewer)")
+    sp.add_argument("--select-tf-ops", action="store_true",
+                    help="allow TensorFlow ops outside the TFLite builtins (needs the Flex delegate at runtime)")
     sp.add_argument("--limit", type=int)
     sp.add_argument("--unsafe", action="store_true")
     sp.set_defaults(func=cmd_convert)
@@ -331,16 +424,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["demo", *(["--verbose"] if args.verbose else [])])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from tf_gpp.errors import TfGppError
+    from tf_gpp.convert import ConversionError
 
     try:
         return int(args.func(args) or 0)
-    except (UserError, TfGppError, FileNotFoundError) as e:
+    except (TfGppError, FileNotFoundError) as e:
         if args.verbose:
             traceback.print_exc()
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"tf-gpp {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+        lines = str(e).splitlines() or [type(e).__name__]
+        keep = 2 if isinstance(e, ConversionError) else 1  # a conversion failure: the layer, then the fix
+        print(f"tf-gpp {args.command}: error: " + "\n".join(lines[:keep]), file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("tf-gpp: interrupted", file=sys.stderr)
         return 130

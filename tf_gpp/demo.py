@@ -35,21 +35,20 @@ def _step(msg: str) -> float:
 
 def run_demo(out_dir: str | None = None, data: str = "default", quick: bool = False, epochs: int | None = None) -> dict:
     import tf_gpp
-    from tf_gpp.cli import _load_data
     from tf_gpp.convert import benchmark_ab, to_tflite, verify
+    from tf_gpp.data import registry
+    from tf_gpp.errors import ArgumentError
     from tf_gpp.report import html_report, plot_report
 
     t_all = time.perf_counter()
     out = Path(out_dir) if out_dir else Path("gpp_runs") / f"demo-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     if out.exists() and any(out.iterdir()):
-        from tf_gpp.cli import UserError
-
-        raise UserError(f"--out {out}: folder exists and is not empty; choose a new one (nothing is overwritten)")
+        raise ArgumentError(f"--out {out}: folder exists and is not empty; choose a new one (nothing is overwritten)")
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(0)
 
     t = _step("data")
-    ds = _load_data(data, limit=3000 if quick else 12000, batch_size=128)
+    ds = registry.load(data, limit=3000 if quick else 12000, batch_size=128)
     print(ds.describe())
     x_test, y_test = ds.as_numpy("test" if ds.test is not None else "val")
 

@@ -6,6 +6,7 @@
 >>> print(benchmark_ab("dense.tflite", "slim.tflite"))
 """
 
+from tf_gpp.convert import quantization
 from tf_gpp.convert.errors import AccuracyDegradationWarning, ConversionError, TFLiteFileError
 from tf_gpp.convert.interpreter import (
     RUNTIME_NAMES,
@@ -22,7 +23,8 @@ from tf_gpp.convert.latency import (
     benchmark_ab,
     benchmark_interleaved,
 )
-from tf_gpp.convert.tflite import QUANTIZATION_MODES, to_tflite
+from tf_gpp.convert.quantization import QuantizationMode
+from tf_gpp.convert.tflite import QUANTIZATION_MODES, float32_copy, half_precision_layers, to_tflite
 from tf_gpp.convert.verify import VerificationReport, verify
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "ConversionError",
     "LatencyReport",
     "QUANTIZATION_MODES",
+    "QuantizationMode",
     "RUNTIME_NAMES",
     "RuntimeInfo",
     "TFLiteFileError",
@@ -39,7 +42,10 @@ __all__ = [
     "benchmark_ab",
     "benchmark_interleaved",
     "load_interpreter",
+    "float32_copy",
+    "half_precision_layers",
     "predict",
+    "quantization",
     "quantization_kind",
     "runtime_info",
     "to_tflite",

@@ -12,6 +12,7 @@ import numpy as np
 
 from tf_gpp.convert.errors import AccuracyDegradationWarning, ConversionError
 from tf_gpp.convert.interpreter import load_interpreter, predict, quantization_kind
+from tf_gpp.convert.quantization import is_lossy
 from tf_gpp.errors import DataError, UnsupportedModelError
 
 FLOAT_ATOL = 1e-4
@@ -126,7 +127,7 @@ def verify(
         acc_ref = float(np.mean(pred_ref == labels))
         acc_tfl = float(np.mean(pred_tfl == labels))
 
-    if atol is None and kind == "float32":
+    if atol is None and not is_lossy(kind):
         atol = FLOAT_ATOL * max(1.0, float(np.abs(ref).max()))
     problems = []
     if atol is not None and max_err > atol:
@@ -148,8 +149,9 @@ def verify(
         message = f"{kind} TFLite model matches the Keras model within tolerance."
     else:
         fix = (
-            " Calibrate int8 with more representative data, or use quantization='dynamic'/'float16'."
-            if kind in ("int8", "dynamic")
+            " Calibrate int8 with more representative data, or use a milder quantization "
+            "('dynamic'/'float16')."
+            if is_lossy(kind)
             else " Check that the file was converted from this model."
         )
         message = f"{kind} TFLite model deviates: " + "; ".join(problems) + "." + fix

@@ -1,5 +1,6 @@
 """Datasets as ``tf.data`` pipelines with their metadata and recorded preprocessing."""
 
+from tf_gpp.data import registry
 from tf_gpp.data.arrays import from_arrays, stratified_order, to_sparse_labels
 from tf_gpp.data.bundle import Dataset
 from tf_gpp.data.default import load_default
@@ -36,6 +37,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_idx",
     "read_idx",
+    "registry",
     "stratified_order",
     "to_sparse_labels",
     "write_idx",

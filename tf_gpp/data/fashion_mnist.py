@@ -1,10 +1,14 @@
-"""Fashion-MNIST: local files first, then TFDS, then ``keras.datasets`` (online)."""
+"""Fashion-MNIST: local files first (Debian package, Keras cache), then a prepared TFDS copy,
+then ``keras.datasets`` (a download, time-bounded, when the network allows)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import socket
+import threading
 from pathlib import Path
+from typing import Any
 
 from tf_gpp.data.arrays import from_arrays
 from tf_gpp.data.bundle import Dataset
@@ -23,6 +27,12 @@ _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+
+#: Where ``keras.datasets.fashion_mnist.load_data()`` downloads from.
+KERAS_ORIGIN = ("storage.googleapis.com", 443)
+
+#: Seconds a download may take before the loader gives up (the files are about 30 MB).
+DOWNLOAD_TIMEOUT = 180.0
 
 _FIX = (
     "Fix: `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or "
@@ -65,6 +75,46 @@ def tfds_available() -> bool:
     return importlib.util.find_spec("tensorflow_datasets") is not None
 
 
+def network_reachable(address: tuple[str, int] = KERAS_ORIGIN, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``address`` opens within ``timeout`` seconds."""
+    try:
+        with socket.create_connection(address, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def keras_download(timeout: float | None = DOWNLOAD_TIMEOUT) -> tuple[Any, Any]:
+    """``keras.datasets.fashion_mnist.load_data()`` (cached in ``~/.keras/datasets``), bounded
+    by ``timeout`` seconds (``None``: unbounded).
+
+    Raises:
+        DataError: no network, a failed download or one slower than ``timeout`` (the download
+            then finishes in the background and fills the cache for the next run).
+    """
+    import keras
+
+    if timeout is not None and not network_reachable(KERAS_ORIGIN, timeout=min(3.0, timeout)):
+        raise DataError(f"no network connection to {KERAS_ORIGIN[0]}")
+    result: dict[str, Any] = {}
+
+    def fetch() -> None:
+        try:
+            result["data"] = keras.datasets.fashion_mnist.load_data()
+        except Exception as e:  # network, HTTP, corrupt cache: all mean "not available"
+            result["error"] = e
+
+    worker = threading.Thread(target=fetch, name="fashion-mnist-download", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise DataError(f"the download took longer than {timeout:.0f}s (it goes on in the background)")
+    if "error" in result:
+        e = result["error"]
+        raise DataError(f"{type(e).__name__}: {e}")
+    return result["data"]
+
+
 def _load_local(folder: Path, **kwargs) -> Dataset:
     if not folder.is_dir():
         raise DataError("no such directory")
@@ -91,14 +141,17 @@ def load_fashion_mnist(
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
     standardize: bool = False,
+    download_timeout: float | None = DOWNLOAD_TIMEOUT,
 ) -> Dataset:
     """Fashion-MNIST (28x28x1, 10 classes) as a :class:`Dataset`, pixels scaled to [0, 1].
 
     Sources, in order: ``data_dir`` (if given), ``/usr/share/datasets/fashion-mnist``
     (Debian ``dataset-fashion-mnist``), the Keras cache
-    (``~/.keras/datasets/fashion-mnist``), TFDS (``tfds.load("fashion_mnist")``,
-    if installed), then ``keras.datasets.fashion_mnist.load_data()``, which
-    downloads. ``download=False`` stops before anything that needs the network.
+    (``~/.keras/datasets/fashion-mnist``), a prepared TFDS copy
+    (``tfds.load("fashion_mnist", download=False)``, if installed), then
+    ``keras.datasets.fashion_mnist.load_data()``, which downloads (within
+    ``download_timeout`` seconds, after a 3-second reachability check).
+    ``download=False`` stops before anything that needs the network.
 
     Args:
         validation_split: stratified fraction of the 60k training images held
@@ -123,7 +176,7 @@ def load_fashion_mnist(
         from tf_gpp.data.tfds import from_tfds
 
         try:
-            return from_tfds("fashion_mnist", download=download, **kwargs)
+            return from_tfds("fashion_mnist", download=False, **kwargs)
         except DataError as e:
             tried.append(f"TFDS fashion_mnist: {e}")
     else:
@@ -131,11 +184,9 @@ def load_fashion_mnist(
 
     if download:
         try:
-            import keras
-
-            (x, y), (xt, yt) = keras.datasets.fashion_mnist.load_data()
-        except Exception as e:  # network, HTTP, corrupt cache: all mean "not available"
-            tried.append(f"keras.datasets.fashion_mnist.load_data(): {type(e).__name__}: {e}")
+            (x, y), (xt, yt) = keras_download(download_timeout)
+        except DataError as e:
+            tried.append(f"keras.datasets.fashion_mnist.load_data(): {e}")
         else:
             return from_arrays(
                 x, y, x_test=xt, y_test=yt, num_classes=10, class_names=FASHION_MNIST_CLASSES,
