@@ -159,6 +159,103 @@ def train_classifier(
     return time.time() - t0
 
 
+def set_threads(n: int) -> bool:
+    """Pin TensorFlow to ``n`` intra-op and ``n`` inter-op threads; call before any op runs.
+
+    Returns False when TensorFlow was already initialised (the call then changes nothing).
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(n))
+        tf.config.threading.set_inter_op_parallelism_threads(int(n))
+    except RuntimeError:
+        return False
+    return True
+
+
+def fraction_dataset(x: np.ndarray, y: np.ndarray, fraction: float, batch_size: int, seed: int) -> Any:
+    """A ``tf.data`` pass of ``round(fraction * len(y) / batch_size)`` full batches drawn from
+    all of ``(x, y)``, reshuffled on every pass: epochs of a fraction of the data without
+    dropping any data from the pool (indices are shuffled, so a pass starts at once)."""
+    import tensorflow as tf
+
+    steps = max(1, int(round(fraction * len(y) / batch_size)))
+    xs, ys = tf.constant(x), tf.constant(y)
+    ds = tf.data.Dataset.range(len(y)).shuffle(len(y), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.batch(batch_size, drop_remainder=True).take(steps)
+    return ds.map(lambda i: (tf.gather(xs, i), tf.gather(ys, i))).prefetch(2)
+
+
+def train_schedule(
+    keras: Any, model: Any, data: dict, *, epochs: int, lr: float, batch_size: int, seed: int,
+    extra_steps: int = 0, time_limit: float | None = None, cpu_time: bool = False, log: Any = print,
+) -> dict:
+    """Train like :func:`train_classifier` (Adam, sparse CE on logits, cosine decay to 0).
+
+    Step budget (``time_limit`` None): ``epochs`` full epochs, then ``extra_steps`` batches of
+    a fresh random permutation; the cosine decays over all of them.
+    Time budget: train for ``time_limit`` seconds of fit time (epochs until then, at most
+    ``epochs``); the cosine decays over that time and training stops at the limit. The
+    seconds are wall time, or this process's CPU time with ``cpu_time`` (what a dedicated
+    core would take, independent of other jobs on a shared machine).
+    Returns wall and CPU seconds, steps, images, epochs (images / training images) and
+    whether time ran out.
+    """
+    keras.utils.set_random_seed(seed)
+    n = len(data["y_train"])
+    bpe = batches_per_epoch(n, batch_size)
+    now = time.process_time if cpu_time else time.time
+    clock = {"t0": now(), "fit": 0.0, "steps": 0, "images": 0, "wall": 0.0, "cpu": 0.0}
+
+    def used() -> float:
+        return clock["fit"] + now() - clock["t0"]
+
+    class Budget(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+            if time_limit is not None:
+                t = min(1.0, used() / time_limit)
+                self.model.optimizer.learning_rate.assign(0.5 * lr * (1.0 + math.cos(math.pi * t)))
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            clock["steps"] += 1
+            if time_limit is not None and used() >= time_limit:
+                self.model.stop_training = True
+
+    if time_limit is None:
+        opt = keras.optimizers.Adam(cosine_lr(keras, lr, epochs * bpe + extra_steps))
+    else:
+        opt = keras.optimizers.Adam(lr)
+    model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    rng = np.random.default_rng(seed)
+    chunks: list[tuple[np.ndarray | None, int]] = [(None, n)] * epochs
+    if time_limit is None and extra_steps > 0:
+        chunks.append((rng.permutation(n)[: extra_steps * batch_size], extra_steps * batch_size))
+    stopped = False
+    for e, (idx, count) in enumerate(chunks):
+        x, y = (data["x_train"], data["y_train"]) if idx is None else (data["x_train"][idx], data["y_train"][idx])
+        wall0, cpu0 = time.time(), time.process_time()
+        clock["t0"] = now()
+        steps_before = clock["steps"]
+        h = model.fit(x, y, batch_size=batch_size, epochs=e + 1, initial_epoch=e, verbose=0, shuffle=True,
+                      callbacks=[Budget()])
+        clock["fit"] += now() - clock["t0"]
+        clock["wall"] += time.time() - wall0
+        clock["cpu"] += time.process_time() - cpu0
+        done = clock["steps"] - steps_before
+        clock["images"] += count if done >= math.ceil(count / batch_size) else done * batch_size
+        log(f"  epoch {e + 1}{'' if time_limit is not None else '/' + str(len(chunks))}: "
+            f"loss {h.history['loss'][-1]:.4f} acc {h.history['accuracy'][-1]:.4f} "
+            f"({clock['wall']:.0f}s, {clock['cpu']:.0f} CPU s)")
+        if time_limit is not None and clock["fit"] >= time_limit:
+            stopped = True
+            break
+    return {"seconds": round(clock["wall"], 1), "cpu_seconds": round(clock["cpu"], 1),
+            "steps": clock["steps"], "images": clock["images"],
+            "epochs": round(clock["images"] / n, 4), "stopped_by_time": stopped}
+
+
 def evaluate(keras: Any, model: Any, x: np.ndarray, y: np.ndarray) -> float:
     logits = model.predict(x, batch_size=500, verbose=0)
     return float(np.mean(np.argmax(logits, -1) == y))
@@ -200,8 +297,10 @@ def train_base(cache: Path, recipe: dict, limit_test: int | None, log: Any = pri
     model = build_cnn(keras, recipe["widths"], recipe["dense"], bn_momentum=recipe["bn_momentum"],
                       dropout=recipe["dropout"])
     log(f"training base CNN on {len(data['y_train'])} images for {recipe['epochs']} epochs")
+    cpu0 = time.process_time()
     seconds = train_classifier(keras, model, data, recipe["epochs"], recipe["lr"],
                                recipe["batch_size"], recipe["seed"], log)
+    cpu_seconds = time.process_time() - cpu0
     prof = tf_gpp.profile(model)
     info = {
         "recipe": recipe,
@@ -210,6 +309,7 @@ def train_base(cache: Path, recipe: dict, limit_test: int | None, log: Any = pri
         "val_accuracy": evaluate(keras, model, data["x_val"], data["y_val"]),
         "test_accuracy": evaluate(keras, model, data["x_test"], data["y_test"]),
         "train_seconds": round(seconds, 1),
+        "train_cpu_seconds": round(cpu_seconds, 1),
         "n_train": int(len(data["y_train"])),
         "n_test": int(len(data["y_test"])),
         "data_source": data["source"],
