@@ -26,11 +26,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_gpp.discriminant.labels import as_class_indices
+from tf_gpp.data.intake import TaskInfo, as_training_data, split_fit_arguments
 from tf_gpp.errors import DataError, PruningRequestError, UnsupportedModelError
 from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.importance import Importance, get_importance
-from tf_gpp.importance.taylor import outputs_are_probabilities
 from tf_gpp.profile import input_shape_from_data, profile
 from tf_gpp.prune.distill import Distiller
 from tf_gpp.prune.planner import Constraints, group_scores, plan_global, plan_threshold
@@ -83,32 +82,13 @@ class CompressResult:
         }
 
 
-def _dataset(data: Any, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
-    if isinstance(data, tf.data.Dataset):
-        return data
-    if isinstance(data, tuple | list) and len(data) == 2:
-        x, y = np.asarray(data[0]), np.asarray(data[1])
-        if len(x) == 0 or len(x) != len(y):
-            raise DataError(f"x and y must be non-empty and of equal length, got {len(x)} and {len(y)}")
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        if shuffle:
-            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size).prefetch(2)
-    raise DataError(f"data must be an (x, y) tuple of arrays or a tf.data.Dataset of (x, y), got {type(data).__name__}")
-
-
-#: Training batches of a ``tf.data`` pipeline scanned up front (validation data is scanned fully).
-TRAIN_BATCHES_SCANNED = 20
-
-
 def _check_model(model: Any) -> DependencyGraph:
     """The model's dependency graph; refuses models ``compress`` cannot train or rebuild."""
     dep = DependencyGraph(model)  # UnsupportedModelError for subclassed models and non-models
-    if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2 or (model.outputs[0].shape[-1] or 0) < 2:
-        shapes = [tuple(o.shape) for o in model.outputs]
+    if len(model.outputs) != 1:
         raise UnsupportedModelError(
-            f"model {model.name!r} has outputs of shape {shapes}; compress needs one classification "
-            "output of shape (batch, C) with C >= 2 logits or probabilities."
+            f"model {model.name!r} has {len(model.outputs)} outputs; compress trains one classifier "
+            "output: build a single-output model for compression."
         )
     for layer in model.layers:
         for v in layer.weights:
@@ -118,43 +98,6 @@ def _check_model(model: Any) -> DependencyGraph:
                     "diverged. Retrain it (lower learning rate) or restore a finite checkpoint."
                 )
     return dep
-
-
-def _check_data(ds: tf.data.Dataset, num_classes: int, what: str, max_batches: int | None) -> None:
-    """Refuse empty data, non-finite inputs and labels that are not classes ``0..C-1``
-    (sparse or one-hot), on the first ``max_batches`` batches (all if ``None``)."""
-    if int(ds.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
-        raise DataError(
-            f"{what} repeats forever; compress trains and evaluates one pass per epoch: drop "
-            ".repeat() or bound it with .take(n)."
-        )
-    labels, exhausted = [], True
-    for i, batch in enumerate(ds):
-        if max_batches is not None and i >= max_batches:
-            exhausted = False
-            break
-        if not isinstance(batch, tuple | list) or len(batch) not in (2, 3):
-            raise DataError(f"{what} must yield (x, y) or (x, y, sample_weight) batches; got {type(batch).__name__}.")
-        x, y = batch[0], np.asarray(batch[1])
-        for t in tf.nest.flatten(x):
-            if t.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(t))):
-                raise DataError(f"{what} batch {i} has NaN or inf inputs; clean or impute them first.")
-        if y.ndim == 2 and y.shape[1] not in (1, num_classes):
-            raise DataError(
-                f"{what} has labels of shape {y.shape} but the model has {num_classes} outputs: pass "
-                f"class indices (batch,) or one-hot rows of width {num_classes}."
-            )
-        try:
-            labels.append(as_class_indices(y, num_classes, len(y)))
-        except DataError as exc:
-            raise DataError(f"{what} batch {i}: {exc}") from None
-    if not labels or sum(len(a) for a in labels) == 0:
-        raise DataError(f"{what} is empty: give at least one labelled (x, y) sample.")
-    if exhausted and what == "train_data" and len(np.unique(np.concatenate(labels))) < 2:
-        raise DataError(
-            f"{what} holds a single class ({int(labels[0][0])}); pruning a classifier needs "
-            "examples of at least 2 classes."
-        )
 
 
 def _label_errors(fn: Any) -> Any:
@@ -194,17 +137,14 @@ class _CosineWithinFit(keras.callbacks.Callback):
         self.step += 1
 
 
-def _compile(model: keras.Model, learning_rate: float, one_hot: bool, probs: bool) -> None:
-    loss = (keras.losses.CategoricalCrossentropy if one_hot else keras.losses.SparseCategoricalCrossentropy)(
-        from_logits=not probs
-    )
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"])
+def _compile(model: keras.Model, learning_rate: float, task: TaskInfo) -> None:
+    task.compile(model, keras.optimizers.Adam(learning_rate))
 
 
 @_label_errors
-def _accuracy(model: keras.Model, data: tf.data.Dataset, one_hot: bool, probs: bool) -> float:
-    _compile(model, 1e-3, one_hot, probs)
-    return float(model.evaluate(data, verbose=0, return_dict=True)["accuracy"])
+def _accuracy(model: keras.Model, data: tf.data.Dataset, task: TaskInfo) -> float:
+    _compile(model, 1e-3, task)
+    return float(model.evaluate(data, verbose=0, return_dict=True)[task.accuracy_key])
 
 
 def _save_atomic(model: keras.Model, path: Path) -> None:
@@ -237,8 +177,9 @@ def _resolve_target(target: float | None, base: int, name: str) -> int | None:
 def compress(
     model: keras.Model,
     train_data: Any,
-    validation_data: Any,
+    validation_data: Any = None,
     *,
+    validation_split: float = 0.0,
     target_macs: float | None = None,
     target_params: float | None = None,
     max_accuracy_drop: float = 0.02,
@@ -317,15 +258,10 @@ def compress(
     imp = get_importance(importance)
     constraints = Constraints(round_to, min_channels, set(ignored_layers))
     base_dep = _check_model(model)
-    num_classes = int(model.outputs[0].shape[-1])
-    train = _dataset(train_data, batch_size, True, seed)
-    val = _dataset(validation_data, batch_size, False, seed)
-    _check_data(train, num_classes, "train_data", None if isinstance(train_data, tuple | list) else TRAIN_BATCHES_SCANNED)
-    _check_data(val, num_classes, "validation_data", None)
+    x, y, validation_data = split_fit_arguments(train_data, validation_data)  # compress(model, x, y) as fit
+    train, val, task = as_training_data(model, x, y, validation_data=validation_data, validation_split=validation_split,
+                                        batch_size=batch_size, seed=seed, require_validation=True)
     input_shape = input_shape_from_data(model, train)  # the data's size prices dynamic dimensions
-    y0 = next(iter(train))[1]
-    one_hot = y0.shape.rank is not None and y0.shape.rank >= 2 and y0.shape[-1] == num_classes
-    probs = outputs_are_probabilities(model)
     teacher = keras.models.clone_model(model) if distill else None
     if teacher is not None:
         teacher.set_weights(model.get_weights())
@@ -363,7 +299,7 @@ def compress(
             if state.get("done"):
                 start = rounds + 1
     if base_acc is None:
-        base_acc = _accuracy(base_copy, val, one_hot, probs)
+        base_acc = _accuracy(base_copy, val, task)
     if verbose:
         print(f"[tf_gpp] base: {base.params:,} params, {base.macs:,} MACs, accuracy {base_acc:.4f}")
 
@@ -374,7 +310,7 @@ def compress(
         t0 = time.perf_counter()
         keras.utils.set_random_seed(seed + r)  # per-round seed: a resumed run replays the same round
         if push:
-            current = _push_train(current, train, val, push_loss, push_epochs, learning_rate, one_hot, probs,
+            current = _push_train(current, train, val, push_loss, push_epochs, learning_rate, task,
                                   verbose, callbacks)
             current = recalibrated(current)
             pushed_model = pushed_model or current
@@ -394,9 +330,9 @@ def compress(
                 print(f"[tf_gpp] round {r}: nothing left to remove under the constraints; stopping")
             break
         slim = rebuild(dep, dep.removed_units(plan))
-        slim = _finetune(slim, teacher, train, finetune_epochs, learning_rate, one_hot, probs, verbose, callbacks)
+        slim = _finetune(slim, teacher, train, finetune_epochs, learning_rate, task, verbose, callbacks)
         slim = recalibrated(slim)
-        acc = _accuracy(slim, val, one_hot, probs)
+        acc = _accuracy(slim, val, task)
         p = profile(slim, input_shape=input_shape)
         rec = RoundRecord(
             round=r, params=p.params, macs=p.macs, accuracy=acc,
@@ -447,27 +383,27 @@ def compress(
 
 
 @_label_errors
-def _push_train(model, train, val, push_loss, epochs, lr, one_hot, probs, verbose, callbacks):
+def _push_train(model, train, val, push_loss, epochs, lr, task, verbose, callbacks):
     from tf_gpp.push import PushModel, PushSchedule
 
     if epochs <= 0:
         return model
     pm = PushModel(model, push=push_loss)
-    _compile(pm, lr, one_hot, probs)
+    _compile(pm, lr, task)
     pm.fit(train, epochs=epochs, verbose=1 if verbose > 1 else 0, shuffle=False,
            callbacks=[PushSchedule(warmup_epochs=min(1, epochs - 1)), *(callbacks or [])])
     return pm.strip()
 
 
 @_label_errors
-def _finetune(slim, teacher, train, epochs, lr, one_hot, probs, verbose, callbacks):
+def _finetune(slim, teacher, train, epochs, lr, task, verbose, callbacks):
     if epochs <= 0:
         return slim
-    if teacher is not None and not probs:
+    if teacher is not None and not task.probabilities and task.kind != "binary":
         trainer = Distiller(slim, teacher)
-        _compile(trainer, lr, one_hot, probs)
+        _compile(trainer, lr, task)
         trainer.fit(train, epochs=epochs, verbose=1 if verbose > 1 else 0, shuffle=False, callbacks=callbacks)
         return slim
-    _compile(slim, lr, one_hot, probs)
+    _compile(slim, lr, task)
     slim.fit(train, epochs=epochs, verbose=1 if verbose > 1 else 0, shuffle=False, callbacks=callbacks)
     return slim

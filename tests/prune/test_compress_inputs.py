@@ -1,0 +1,69 @@
+"""compress takes the data forms model.fit takes and binary classifiers, and refuses regression
+targets and missing validation data (issue 13, items 3-4, through the one data intake)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_gpp
+
+QUICK = {"rounds": 1, "push_epochs": 1, "finetune_epochs": 1, "verbose": 0, "target_macs": 0.6}
+
+
+def _xy(n: int = 60, classes: int = 3):
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % classes
+    return (rng.normal(size=(n, 6)) + y[:, None]).astype("float32"), y
+
+
+def _mlp(units: int = 3, act: str | None = None) -> keras.Model:
+    i = keras.Input((6,), name="pixels")
+    h = keras.layers.Dense(16, activation="relu")(i)
+    h = keras.layers.Dense(16, activation="relu")(h)
+    return keras.Model(i, keras.layers.Dense(units, activation=act)(h))
+
+
+@pytest.mark.parametrize("act", ["sigmoid", None])
+def test_binary_classifier_with_one_output_unit(act):
+    x, y = _xy(classes=2)
+    res = tf_gpp.compress(_mlp(1, act), (x, y), (x, y), **QUICK)
+    assert res.history[-1].macs_ratio <= 0.6
+    p = np.asarray(res.model(x))[:, 0]
+    acc = np.mean((p > (0.5 if act else 0.0)).astype(int) == y)  # by hand: threshold the one unit
+    assert abs(acc - res.history[-1].accuracy) < 1e-6
+
+
+def test_x_y_arguments_with_validation_split():
+    x, y = _xy()
+    assert tf_gpp.compress(_mlp(), x, y, validation_split=0.25, **QUICK).history
+
+
+def test_unbatched_tfds_dict_and_input_dict_datasets():
+    x, y = _xy()
+    for ds in (tf.data.Dataset.from_tensor_slices((x, y)),
+               tf.data.Dataset.from_tensor_slices({"image": x, "label": y}),
+               tf.data.Dataset.from_tensor_slices(({"pixels": x}, y)).batch(16)):
+        assert tf_gpp.compress(_mlp(), ds, ds, importance="gpp_lda", **QUICK).history
+
+
+def test_two_input_model():
+    x, y = _xy()
+    xb = np.random.default_rng(1).normal(size=(60, 4)).astype("float32")
+    a, b = keras.Input((6,), name="a"), keras.Input((4,), name="b")
+    h = keras.layers.Concatenate()([keras.layers.Dense(8, activation="relu")(a),
+                                    keras.layers.Dense(8, activation="relu")(b)])
+    m = keras.Model([a, b], keras.layers.Dense(3)(keras.layers.Dense(8, activation="relu")(h)))
+    assert tf_gpp.compress(m, ([x, xb], y), ({"a": x, "b": xb}, y), **QUICK).history
+
+
+def test_regression_targets_refused():
+    x, _ = _xy()
+    with pytest.raises(tf_gpp.DataError, match="regression"):
+        tf_gpp.compress(_mlp(3), x, np.random.default_rng(0).normal(size=(60, 3)), validation_split=0.2, **QUICK)
+
+
+def test_missing_validation_refused_with_the_fix():
+    x, y = _xy()
+    with pytest.raises(tf_gpp.DataError, match="validation_split=0.1"):
+        tf_gpp.compress(_mlp(), (x, y), **QUICK)
