@@ -192,6 +192,7 @@ def compress(
     eta_step: float = 0.25,
     push_epochs: int = 2,
     finetune_epochs: int = 2,
+    final_finetune_epochs: int | None = None,
     distill: bool = False,
     learning_rate: float = 1e-3,
     lr_schedule: str = "cosine",
@@ -225,6 +226,8 @@ def compress(
         checkpoint_dir: where each round is saved; an interrupted run resumes.
         log_dir: TensorBoard folder for per-round MACs, params and accuracy scalars
             (push terms are logged by a ``keras.callbacks.TensorBoard`` in ``callbacks``).
+        final_finetune_epochs: fine-tuning epochs of the last round (``rounds``), whose model is
+            the smallest one; ``None``: ``finetune_epochs``.
         lr_schedule: ``"cosine"`` (Adam's rate decays from ``learning_rate`` to 0 within
             every push-training and fine-tuning fit) or ``"constant"``.
         callbacks: extra Keras callbacks for every push-training and fine-tuning fit.
@@ -245,6 +248,10 @@ def compress(
         raise PruningRequestError("strategy='global' needs target_macs or target_params (a fraction like 0.3)")
     if rounds < 1:
         raise PruningRequestError(f"rounds={rounds}: must be >= 1")
+    for name, value in (("push_epochs", push_epochs), ("finetune_epochs", finetune_epochs),
+                        ("final_finetune_epochs", final_finetune_epochs)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise PruningRequestError(f"{name}={value!r}: a whole number of epochs >= 0")
     if recalibrate_steps is not None and (isinstance(recalibrate_steps, bool) or not isinstance(recalibrate_steps, int)
                                           or recalibrate_steps < 0):
         raise PruningRequestError(f"recalibrate_steps={recalibrate_steps!r}: a whole number >= 0 (0: off) or None (all)")
@@ -330,7 +337,8 @@ def compress(
                 print(f"[tf_gpp] round {r}: nothing left to remove under the constraints; stopping")
             break
         slim = rebuild(dep, dep.removed_units(plan))
-        slim = _finetune(slim, teacher, train, finetune_epochs, learning_rate, task, verbose, callbacks)
+        epochs = finetune_epochs if r < rounds or final_finetune_epochs is None else final_finetune_epochs
+        slim = _finetune(slim, teacher, train, epochs, learning_rate, task, verbose, callbacks)
         slim = recalibrated(slim)
         acc = _accuracy(slim, val, task)
         p = profile(slim, input_shape=input_shape)
