@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 
 from tf_gpp.cli import main
@@ -128,3 +129,154 @@ def test_inspect_warns_about_unpriced_layers(tmp_path, capsys):
     assert main(["inspect", str(path)]) == 0
     captured = capsys.readouterr()
     assert "dot (Dot)" in captured.err and "not priced" in captured.out
+
+
+# -- the CLI on the user's own data (.npz, image folders), verification, refusals --------------
+def _digits_arrays():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return (d.images / 16.0).astype("float32")[..., None], d.target.astype("int64")
+
+
+@pytest.fixture(scope="module")
+def digits_npz(tmp_path_factory):
+    x, y = _digits_arrays()
+    path = tmp_path_factory.mktemp("npz") / "digits.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+def test_convert_int8_with_npz_verifies_on_1000_images(model_file, digits_npz, tmp_path, capsys):
+    out = tmp_path / "m8.tflite"
+    assert main(["convert", str(model_file), "-o", str(out), "--quantization", "int8", "--data", str(digits_npz)]) == 0
+    text = capsys.readouterr().out
+    assert "verification on 1,000 images" in text and "one image = 0.10 accuracy point" in text
+    assert "(int8, n=1000): PASSED" in text
+    from tf_gpp.convert import load_interpreter, quantization_kind
+
+    assert quantization_kind(load_interpreter(out)) == "int8"
+
+
+def test_convert_uses_all_images_when_fewer_than_1000(model_file, tmp_path, capsys):
+    x, y = _digits_arrays()
+    small = tmp_path / "small.npz"
+    np.savez(small, x=x[:300], y=y[:300], x_val=x[300:400], y_val=y[300:400])
+    assert main(["convert", str(model_file), "-o", str(tmp_path / "m.tflite"), "--data", str(small)]) == 0
+    text = capsys.readouterr().out
+    assert "verification on 400 images" in text and "all the data holds" in text and "n=400): PASSED" in text
+
+
+def test_convert_failed_verification_exits_3(tmp_path, capsys):
+    """Logits 1000 + tiny differences: int8 outputs (a range that must hold 0) cannot tell the
+    classes apart, so the int8 model's predictions collapse."""
+    x, _ = _digits_arrays()
+    inp = keras.Input((8, 8, 1))
+    dense = keras.layers.Dense(10, name="out")
+    model = keras.Model(inp, dense(keras.layers.Flatten()(inp)))
+    rng = np.random.default_rng(0)
+    dense.set_weights([rng.normal(0, 1e-3, (64, 10)).astype("float32"), np.full(10, 1000.0, "float32")])
+    y = model.predict(x, verbose=0).argmax(1)  # the Keras model is right on every image
+    assert len(np.unique(y)) > 3
+    path, data = tmp_path / "peaky.keras", tmp_path / "peaky.npz"
+    model.save(path)
+    np.savez(data, x=x, y=y)
+    argv = ["convert", str(path), "-o", str(tmp_path / "p.tflite"), "--quantization", "int8", "--data", str(data)]
+    assert main(argv) == 3
+    captured = capsys.readouterr()
+    assert "FAILED" in captured.out and "verification FAILED" in captured.err
+
+
+def test_image_folder_data(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, level in (("dark", 40), ("light", 210)):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(12):
+            pixels = np.clip(rng.normal(level, 20, (10, 10)), 0, 255).astype("uint8")
+            Image.fromarray(pixels, mode="L").save(tmp_path / "imgs" / c / f"{i}.png")
+    inp = keras.Input((10, 10, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="c1")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(8, activation="relu", name="fc")(x)
+    path = tmp_path / "two.keras"
+    keras.Model(inp, keras.layers.Dense(2, name="out")(x)).save(path)
+    out = tmp_path / "slim.keras"
+    argv = ["compress", str(path), "--data", str(tmp_path / "imgs"), "--target-params", "0.7", "--rounds", "1",
+            "--importance", "l1", "--no-push", "--finetune-epochs", "1", "-o", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "10x10 grayscale, pixels scaled to [0, 1]" in text
+    import tf_gpp
+
+    slim = keras.models.load_model(out)
+    assert tf_gpp.profile(slim).params <= 0.7 * tf_gpp.profile(keras.models.load_model(path)).params
+
+
+@pytest.mark.parametrize(
+    "arrays, command, message",
+    [
+        ({"x": np.zeros((40, 9, 9, 1), "float32")}, "convert", "inputs of shape (None, 9, 9, 1)"),
+        ({"x": np.zeros((40, 9, 9, 1), "float32")}, "compress", "inputs of shape (None, 9, 9, 1)"),
+        ({"y": np.arange(40) % 12}, "compress", "labels must lie in [0, 10)"),
+        ({"y": np.arange(40) % 12}, "convert", "labels must lie in [0, 10)"),
+        ({"y": np.array([str(i % 10) for i in range(40)])}, "convert", "'y' has dtype <U1"),
+        ({"x": np.full((40, 8, 8, 1), "a")}, "compress", "'x' has dtype <U1"),
+    ],
+)
+def test_data_mistakes_exit_2_with_one_line(model_file, tmp_path, capsys, arrays, command, message):
+    data = {"x": np.random.default_rng(0).random((40, 8, 8, 1), dtype=np.float32), "y": np.arange(40) % 10}
+    data.update(arrays)
+    path = tmp_path / "bad.npz"
+    np.savez(path, **data)
+    out = tmp_path / ("o.keras" if command == "compress" else "o.tflite")
+    argv = [command, str(model_file), "--data", str(path), "-o", str(out)]
+    argv += ["--target-macs", "0.5"] if command == "compress" else []
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and f"--data {path}" in err
+
+
+def test_compress_without_target_refuses(model_file, digits_npz, capsys):
+    assert main(["compress", str(model_file), "--data", str(digits_npz)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--target-macs" in err and "--strategy threshold" in err
+
+
+def test_cli_choices_come_from_the_registries(capsys):
+    from tf_gpp.cli import UserError, build_parser
+    from tf_gpp.convert import quantization
+    from tf_gpp.data import registry
+    from tf_gpp.errors import TfGppError
+
+    parser = build_parser()
+    convert = parser._subparsers._group_actions[0].choices["convert"]  # noqa: SLF001 - argparse has no public accessor
+    action = next(a for a in convert._actions if "--quantization" in a.option_strings)  # noqa: SLF001
+    assert tuple(action.choices) == quantization.names()
+    assert all(name in action.help for name in quantization.names())
+    data_help = next(a for a in convert._actions if "--data" in a.option_strings).help  # noqa: SLF001
+    assert all(name in data_help for name in registry.names()) and ".npz" in data_help
+    assert issubclass(UserError, TfGppError)
+
+
+def test_unsupported_layer_two_lines_and_dump_only_with_verbose(tmp_path, capsys):
+    inp = keras.Input((5, 3))
+    h = keras.layers.GRU(4, name="gru")(inp)
+    path = tmp_path / "gru.keras"
+    keras.Model(inp, keras.layers.Dense(2, name="out")(h)).save(path)
+    assert main(["convert", str(path), "-o", str(tmp_path / "g.tflite")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "layer 'gru' (GRU)" in err[0] and "unroll=True" in err[1]
+    assert main(["convert", str(path), "-o", str(tmp_path / "g.tflite"), "--verbose"]) == 2
+    assert "TensorList" in capsys.readouterr().err  # the converter's log, in the traceback's cause
+
+
+def test_inspect_says_why_nothing_is_prunable(tmp_path, capsys):
+    inp = keras.Input((4,))
+    path = tmp_path / "linear.keras"
+    keras.Model(inp, keras.layers.Dense(3, name="out")(inp)).save(path)
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "0 prunable channel groups" in out and "channels reach model output 'out'" in out
+    assert "--all" in out

@@ -183,7 +183,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     frozen = dep.frozen_reasons()
     if not dep.groups:
         reasons = _frozen_summary(frozen)
-        print("  none: " + (reasons or "the model has no layer with prunable output channels")
+        print("  none, because " + (reasons or "the model has no layer with prunable output channels")
               + ("" if args.all else " (--all lists every layer and its reason)"))
     if frozen and args.all:
         print("\nnot prunable:")
@@ -193,15 +193,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _frozen_summary(frozen: dict[str, str], limit: int = 4) -> str:
-    """The distinct reasons layers are not prunable, most frequent first, with a few layer names."""
+    """The distinct reasons layers are not prunable, most frequent first, with their layers
+    (model inputs, never prunable, left out)."""
     by_reason: dict[str, list[str]] = {}
     for layer, why in frozen.items():
-        if why:
+        if why and not why.endswith("is a model input"):
             by_reason.setdefault(why, []).append(layer)
     parts = []
     for why, layers in sorted(by_reason.items(), key=lambda kv: -len(kv[1]))[:limit]:
-        more = f" and {len(layers) - 1} more" if len(layers) > 1 else ""
-        parts.append(f"'{layers[0]}'{more}: {why}")
+        shown = ", ".join(layers[:3]) + (f" +{len(layers) - 3}" if len(layers) > 3 else "")
+        parts.append(f"{why} (layers {shown})")
     return "; ".join(parts)
 
 

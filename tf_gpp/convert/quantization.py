@@ -95,6 +95,13 @@ register(QuantizationMode("int8", "full-integer int8 (needs representative data)
                           needs_calibration=True, supports_int8_io=True))
 
 
+def unregister(name: str) -> None:
+    """Remove a registered mode (plain float32 cannot be removed)."""
+    if name is None or name not in _REGISTRY:
+        raise ConversionError(f"no registered quantization mode {name!r}; registered: {names()}.")
+    del _REGISTRY[name]
+
+
 def names() -> tuple[str, ...]:
     """The registered quantization names (plain float32, ``None``, excluded)."""
     return tuple(n for n in _REGISTRY if n is not None)

@@ -197,7 +197,7 @@ class DependencyGraph:
             )
         removed: set[int] = set()
         for name, indices in request.items():
-            if isinstance(indices, int | np.integer):
+            if isinstance(indices, int | np.integer) and not isinstance(indices, bool | np.bool_):
                 indices = [indices]
             if name not in self.graph.ops:
                 known = ", ".join(list(self.graph.ops)[:8])
@@ -206,11 +206,23 @@ class DependencyGraph:
             if ref not in self.tensor_roots:
                 raise PruningRequestError(f"layer '{name}' has no output channels to prune")
             roots = self.tensor_roots[ref]
-            idx = np.asarray(list(indices), dtype=np.int64).reshape(-1)
-            if idx.size and (idx.min() < -len(roots) or idx.max() >= len(roots)):
+            try:
+                values = list(np.asarray(indices if isinstance(indices, np.ndarray) else list(indices),
+                                         dtype=object).reshape(-1))
+            except (TypeError, ValueError):
+                values = [indices]
+            bad = [v for v in values if isinstance(v, bool | np.bool_) or not isinstance(v, int | np.integer)]
+            if bad:
+                raise PruningRequestError(
+                    f"channel indices for layer '{name}' must be whole numbers 0..{len(roots) - 1}, got "
+                    f"{bad[0]!r} ({type(bad[0]).__name__}); pass a list of ints such as [0, 3]"
+                )
+            idx = np.asarray(values, dtype=np.int64).reshape(-1)
+            if idx.size and (idx.min() < 0 or idx.max() >= len(roots)):
                 raise PruningRequestError(
                     f"channel index out of range for layer '{name}': it has {len(roots)} "
-                    f"output channels (valid 0..{len(roots) - 1}), got {sorted(set(idx.tolist()))[:10]}"
+                    f"output channels (valid 0..{len(roots) - 1}; negative indices are not accepted), "
+                    f"got {sorted(set(idx.tolist()))[:10]}"
                 )
             for r in np.unique(roots[idx]).tolist():
                 if self._frozen[r]:

@@ -5,6 +5,7 @@ ignored-layer constraints. Also estimates a plan's cost without rebuilding.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,7 +34,21 @@ class Constraints:
             raise PruningRequestError(f"round_to={self.round_to}: must be an integer >= 1")
         if int(self.min_channels) < 1:
             raise PruningRequestError(f"min_channels={self.min_channels}: must be an integer >= 1")
-        self.ignored_layers = set(self.ignored_layers)
+        names = self.ignored_layers
+        if isinstance(names, str):  # one name, not its characters
+            names = [names]
+        if names is None:
+            names = []
+        try:
+            names = list(names)
+        except TypeError:
+            raise PruningRequestError(
+                f"ignored_layers={self.ignored_layers!r}: give a list of layer names") from None
+        bad = [n for n in names if not isinstance(n, str)]
+        if bad:
+            raise PruningRequestError(
+                f"ignored_layers holds {bad[0]!r} ({type(bad[0]).__name__}); give layer names (strings)")
+        self.ignored_layers = set(names)
 
     def allowed(self, size: int, n_remove: int) -> int:
         """How many of ``n_remove`` requested removals a group of ``size`` may do."""
@@ -44,14 +59,63 @@ class Constraints:
         return size - keep
 
 
+def _submodel_layers(model: object) -> dict[str, list[str]]:
+    """``{sub-model name: names of the layers inside it, at any depth}`` of a nested model."""
+    out: dict[str, list[str]] = {}
+
+    def walk(layer: object) -> list[str]:
+        inner: list[str] = []
+        for sub in getattr(layer, "layers", None) or []:
+            inner.append(sub.name)
+            if isinstance(sub, keras.Model):
+                inner.extend(walk(sub))
+        out[layer.name] = inner
+        return inner
+
+    for layer in getattr(model, "layers", None) or []:
+        if isinstance(layer, keras.Model):
+            walk(layer)
+    return out
+
+
+def validate_ignored_layers(dep: DependencyGraph, names: Iterable[str]) -> set[str]:
+    """The layer names of ``dep``'s model that ``names`` (an ``ignored_layers``) stands for.
+
+    A nested sub-model's name stands for every layer inside it (nested models are inlined,
+    so a layer may appear as ``<sub-model>_<layer>``).
+
+    Raises:
+        PruningRequestError: a name that is neither a layer nor a nested model of the model,
+            naming the closest layer names.
+    """
+    ops = dep.graph.ops
+    nested = _submodel_layers(getattr(dep.graph, "source", None))
+    resolved: set[str] = set()
+    for name in names:
+        if name in ops:
+            resolved.add(name)
+        elif name in nested:
+            resolved.update(n if n in ops else f"{name}_{n}" for n in nested[name])
+        else:
+            known = [*ops, *nested]
+            close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.6)
+            hint = (f"did you mean {', '.join(repr(c) for c in close)}?" if close
+                    else f"its layers are {', '.join(list(ops)[:8])}{', ...' if len(ops) > 8 else ''}")
+            raise PruningRequestError(
+                f"ignored_layers names '{name}', which is not a layer of model '{dep.graph.model.name}'; "
+                f"{hint} (tf-gpp inspect lists the layers)"
+            )
+    return resolved
+
+
 def _is_input_layer(op: object) -> bool:
     return isinstance(op, keras.layers.InputLayer)
 
 
 def prunable_groups(dep: DependencyGraph, constraints: Constraints) -> list[int]:
-    return [
-        g.index for g in dep.groups if not constraints.ignored_layers.intersection(g.layers)
-    ]
+    """Groups the planner may shrink: those touching no ignored layer (unknown names refused)."""
+    ignored = validate_ignored_layers(dep, constraints.ignored_layers)
+    return [g.index for g in dep.groups if not ignored.intersection(g.layers)]
 
 
 def _lowest(scores: np.ndarray, n: int) -> list[int]:
