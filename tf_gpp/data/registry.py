@@ -66,6 +66,18 @@ def register(loader: DatasetLoader) -> DatasetLoader:
     return loader
 
 
+def unregister(name: str) -> None:
+    """Remove the loader called ``name`` (a fixed name with its aliases, or a kind)."""
+    entry = _NAMED.get(name.lower())
+    if entry is not None:
+        for key in [k for k, v in _NAMED.items() if v is entry]:
+            del _NAMED[key]
+    elif any(k.name == name for k in _KINDS):
+        _KINDS[:] = [k for k in _KINDS if k.name != name]
+    else:
+        raise DataError(f"no registered dataset loader {name!r}; registered: {names()}.")
+
+
 def names() -> tuple[str, ...]:
     """The fixed names (built-in datasets), without aliases."""
     return tuple(dict.fromkeys(v.name for v in _NAMED.values()))
