@@ -1,0 +1,1041 @@
+#!/usr/bin/env python
+"""Task specialisation: a compact model for one task, derived from a generalist network.
+
+Tian et al.'s task-dependent setting (CVIU 2021, GPP 2020) on Fashion-MNIST:
+
+* **Generalist.** ``keras.applications.MobileNetV2(alpha=0.35, weights=None,
+  input_shape=(32, 32, 3), classes=10)`` with its own BatchNorm settings (momentum
+  0.999), trained here on all 60k Fashion-MNIST training images and cached (keyed
+  by its recipe) in ``~/.cache/tf_gpp/specialize/``. Images are preprocessed in the
+  *input pipeline*, not in the model: bilinear resize 28 -> 32, the grey channel
+  repeated to RGB, pixels scaled to [-1, 1] (MobileNetV2's convention). The models
+  are therefore plain ``keras.applications`` graphs with a 32x32x3 input. Training
+  ~10 minutes is too few steps for momentum-0.999 moving statistics to converge, so
+  its BatchNorm statistics are re-estimated on training images after training
+  (``tf_gpp.recalibrate_batchnorm``; both test accuracies are recorded).
+* **Sub-tasks.** ``hard`` = Pullover/Coat/Shirt (labels 2, 4, 6), ``easy`` =
+  Sandal/Sneaker/Ankle boot (5, 7, 9). Per seed: 300 training and 100 validation
+  images per class drawn (disjoint) from the training split; test accuracy on the
+  *full* test split of those classes (1,000 per class).
+* **Task base** (the upper bound and the model given to ``compress``): the
+  generalist's feature layer (global average pooling) + a new ``Dense(k)`` logits
+  head, fine-tuned on the task data, BN statistics re-estimated on the task data.
+* **Criteria**, each through ``tf_gpp.compress(task_base, train, val,
+  target_macs=b, importance=..., push=..., max_accuracy_drop=1.0)``: ``gpp`` (the
+  default recipe: importance and push as ``compress``'s defaults at run time),
+  ``gpp_lda`` (no push), ``l1``, ``bn_scale``, ``taylor``, ``random``.
+  ``max_accuracy_drop=1.0`` makes every run reach the budget, so ``result.model``
+  is the last round's model at the budget; ``result.most_accurate`` is recorded
+  too. Every criterion trains the same number of epochs per round: the push
+  criterion ``push_epochs + finetune_epochs``, the others ``finetune_epochs =
+  push_epochs + finetune_epochs``.
+* **Baselines.** ``scratch``: the same architecture narrowed by a width
+  multiplier m to about the budget's MACs (``tf_gpp.profile``), trained from
+  scratch on the task data with the epochs compress spent (base fine-tune + every
+  round's epochs), and ``scratch_4x`` with 4x those epochs. The multiplier scales
+  the ``filters`` of every Conv2D in the ``keras.applications`` config of
+  MobileNetV2(alpha=0.35) -- the last 1x1 conv (1280 channels at alpha <= 1)
+  included, which alone holds ~12% of the MACs, so no keras alpha reaches 10% --
+  rounded to whole channels (``round_to=1``, as the pruned models).
+  ``tfmot``: the task base pruned by ``prune_low_magnitude`` (tf_keras, in a
+  subprocess) to sparsity 1 - budget (polynomial schedule over the first 70% of
+  the steps) during the same epochs compress trains; its weights are loaded back
+  into the Keras 3 model, BN re-estimated like every other model, and evaluated.
+  Every model here has its BN statistics re-estimated on its own training data
+  before evaluation (compress does it internally), so no method is judged on
+  stale statistics.
+* **Latency.** LiteRT float32, 1 thread, batch 1: the task base and every seed-0
+  model of a task timed round-robin in one loop (``tf_gpp.convert.benchmark_interleaved``);
+  medians and ratios vs the task base. tfmot runs dense kernels (latency = the
+  base's) unless converted with ``EXPERIMENTAL_SPARSITY``; that file is timed.
+
+Every run (task x seed x budget x method) appends one JSON line to
+``<cache>/runs_<settings key>.jsonl``; a re-run skips finished runs, so an
+interrupted run resumes (``--report-only`` rewrites the outputs from the lines).
+
+Usage::
+
+    python tools/benchmark_specialize.py --quick      # 1 task, 1 seed, 25% MACs, gpp + l1, baselines
+    nohup python tools/benchmark_specialize.py --full > /tmp/specialize.log 2>&1 &
+
+Writes ``benchmarks/results/specialize.{json,md,png}`` (``specialize_quick.*`` with
+``--quick``, unless ``--out`` is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+TOOLS = Path(__file__).resolve().parent
+REPO = TOOLS.parent
+for _p in (TOOLS, REPO):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+import numpy as np  # noqa: E402
+
+ALPHA = 0.35
+INPUT_SHAPE = (32, 32, 3)
+TASKS: dict[str, dict[str, Any]] = {
+    "hard": {"classes": [2, 4, 6], "names": ["Pullover", "Coat", "Shirt"]},
+    "easy": {"classes": [5, 7, 9], "names": ["Sandal", "Sneaker", "Ankle boot"]},
+}
+CRITERIA: dict[str, dict[str, Any]] = {
+    "gpp": {"importance": None, "push": None, "label": "GPP default recipe (compress defaults)"},
+    "gpp_lda": {"importance": "gpp_lda", "push": False, "label": "LDA utility, no push"},
+    "l1": {"importance": "l1", "push": False, "label": "L1 filter norm"},
+    "bn_scale": {"importance": "bn_scale", "push": False, "label": "BN scale"},
+    "taylor": {"importance": "taylor", "push": False, "label": "Taylor (1st order)"},
+    "random": {"importance": "random", "push": False, "label": "random"},
+}
+BASELINES: dict[str, str] = {
+    "base": "task base (generalist + new head, fine-tuned): upper bound",
+    "scratch": "width-multiplier MobileNetV2 from scratch, equal epochs",
+    "scratch_4x": "width-multiplier MobileNetV2 from scratch, 4x epochs",
+    "tfmot": "tfmot prune_low_magnitude (unstructured) of the task base",
+}
+
+GENERALIST_RECIPES: dict[str, dict[str, Any]] = {
+    "full": {
+        "arch": f"keras.applications.MobileNetV2(alpha={ALPHA}, weights=None, input_shape=(32, 32, 3), classes=10)",
+        "bn": "keras.applications defaults (momentum 0.999, epsilon 1e-3)",
+        "preprocess": "bilinear resize 28->32, grey repeated to 3 channels, x*2-1 (input pipeline)",
+        "train_images": 60000, "epochs": 2, "batch_size": 64, "lr": 2e-3,
+        "optimizer": "Adam, cosine decay to 0", "augmentation": None, "seed": 0,
+        "recalibrate_steps": 200,
+    },
+    "tiny": {
+        "arch": f"keras.applications.MobileNetV2(alpha={ALPHA}, weights=None, input_shape=(32, 32, 3), classes=10)",
+        "bn": "keras.applications defaults (momentum 0.999, epsilon 1e-3)",
+        "preprocess": "bilinear resize 28->32, grey repeated to 3 channels, x*2-1 (input pipeline)",
+        "train_images": 1000, "epochs": 1, "batch_size": 64, "lr": 2e-3,
+        "optimizer": "Adam, cosine decay to 0", "augmentation": None, "seed": 0,
+        "recalibrate_steps": 10,
+    },
+}
+
+#: Per-run recipe (part of the results file's key); ``None`` = compress's default at run time.
+RUN_SETTINGS: dict[str, dict[str, Any]] = {
+    "full": {
+        "generalist": "full",
+        "train_per_class": 300, "val_per_class": 100, "test_per_class": None,  # None: full test split
+        "base_epochs": 5, "base_lr": 1e-3, "batch_size": 64,
+        "rounds": None, "push_epochs": None, "finetune_epochs": None,
+        "compress_lr": None, "recalibrate_steps": None,
+        "scratch_lr": 2e-3, "scratch_factor": 4,
+        "tfmot_lr": 1e-3,
+        "latency_rounds": 300, "latency_warmup": 20,
+    },
+    "tiny": {
+        "generalist": "tiny",
+        "train_per_class": 30, "val_per_class": 10, "test_per_class": 100,
+        "base_epochs": 1, "base_lr": 1e-3, "batch_size": 32,
+        "rounds": 1, "push_epochs": 1, "finetune_epochs": 1,
+        "compress_lr": None, "recalibrate_steps": None,
+        "scratch_lr": 2e-3, "scratch_factor": 2,
+        "tfmot_lr": 1e-3,
+        "latency_rounds": 20, "latency_warmup": 2,
+    },
+}
+SELECTION: dict[str, dict[str, Any]] = {
+    "full": {"tasks": ["hard", "easy"], "seeds": 3, "budgets": [0.5, 0.25, 0.1],
+             "criteria": list(CRITERIA), "baselines": list(BASELINES)},
+    "quick": {"tasks": ["hard"], "seeds": 1, "budgets": [0.25],
+              "criteria": ["gpp", "l1"], "baselines": list(BASELINES)},
+    "tiny": {"tasks": ["hard"], "seeds": 1, "budgets": [0.25],
+             "criteria": ["gpp", "l1"], "baselines": ["base", "scratch"]},
+}
+
+
+def _key(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def set_threads(n: int) -> None:
+    """Intra- and inter-op threads of TensorFlow (before any op runs)."""
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(n)
+    os.environ["TF_NUM_INTEROP_THREADS"] = str(n)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(n)
+    tf.config.threading.set_inter_op_parallelism_threads(n)
+
+
+def compress_defaults() -> dict[str, Any]:
+    """``tf_gpp.compress``'s keyword defaults as they stand at run time."""
+    import tf_gpp
+
+    return {k: p.default for k, p in inspect.signature(tf_gpp.compress).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def resolved_settings(run: dict) -> dict:
+    """``run`` with every ``None`` compress setting replaced by compress's default."""
+    d = compress_defaults()
+    out = dict(run)
+    for ours, theirs in (("rounds", "rounds"), ("push_epochs", "push_epochs"),
+                         ("finetune_epochs", "finetune_epochs"), ("compress_lr", "learning_rate"),
+                         ("recalibrate_steps", "recalibrate_steps")):
+        if out[ours] is None:
+            out[ours] = d[theirs]
+    out["gpp_importance"] = d["importance"]
+    out["gpp_push"] = d["push"]
+    out["epochs_per_round"] = out["push_epochs"] + out["finetune_epochs"]
+    out["compress_epochs"] = out["rounds"] * out["epochs_per_round"]
+    out["scratch_epochs"] = out["base_epochs"] + out["compress_epochs"]
+    return out
+
+
+# --------------------------------------------------------------------------- data
+
+
+def preprocess(x: Any) -> Any:
+    """28x28x1 in [0, 1] -> 32x32x3 in [-1, 1] (works on NumPy arrays and tensors)."""
+    import tensorflow as tf
+
+    x = tf.image.resize(tf.convert_to_tensor(x, tf.float32), INPUT_SHAPE[:2], method="bilinear")
+    return tf.repeat(x, 3, axis=-1) * 2.0 - 1.0
+
+
+def load_fmnist() -> dict[str, Any]:
+    """Fashion-MNIST 60k/10k as 28x28x1 float32 in [0, 1] (tf_gpp.data's loader)."""
+    import tf_gpp
+
+    ds = tf_gpp.data.load_fashion_mnist(validation_split=0.0, seed=0)
+    x, y = ds.as_numpy("train")
+    xt, yt = ds.as_numpy("test")
+    return {"x": x.astype("float32"), "y": y.astype("int32"), "xt": xt.astype("float32"),
+            "yt": yt.astype("int32"), "source": ds.source}
+
+
+def task_data(fm: dict, task: str, seed: int, run: dict) -> dict[str, np.ndarray]:
+    """Per-seed task split: train/val drawn disjointly from the training split, test = the
+    task's classes of the test split (all of them, or ``test_per_class`` fixed ones)."""
+    classes = TASKS[task]["classes"]
+    rng = np.random.default_rng(1000 * seed + sum(classes))
+    tr, va = [], []
+    for c in classes:
+        idx = rng.permutation(np.flatnonzero(fm["y"] == c))
+        tr.append(idx[: run["train_per_class"]])
+        va.append(idx[run["train_per_class"]: run["train_per_class"] + run["val_per_class"]])
+    te = []
+    for c in classes:
+        idx = np.flatnonzero(fm["yt"] == c)
+        te.append(idx if run["test_per_class"] is None else idx[: run["test_per_class"]])
+    remap = np.full(10, -1, np.int32)
+    remap[classes] = np.arange(len(classes))
+
+    def take(x: np.ndarray, y: np.ndarray, parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.sort(np.concatenate(parts))
+        return np.asarray(preprocess(x[idx])), remap[y[idx]]
+
+    out = {}
+    out["x_train"], out["y_train"] = take(fm["x"], fm["y"], tr)
+    out["x_val"], out["y_val"] = take(fm["x"], fm["y"], va)
+    out["x_test"], out["y_test"] = take(fm["xt"], fm["yt"], te)
+    return out
+
+
+# --------------------------------------------------------------------------- models
+
+
+def accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
+    out = model.predict(x, batch_size=256, verbose=0)
+    return float(np.mean(np.argmax(out, -1) == y))
+
+
+def cosine_adam(keras: Any, lr: float, steps: int) -> Any:
+    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, steps)))
+
+
+def fit(keras: Any, model: Any, x: np.ndarray, y: np.ndarray, epochs: int, lr: float, batch: int,
+        seed: int, from_logits: bool = True) -> float:
+    """Adam, cosine decay to 0 over all steps, sparse CE; returns seconds."""
+    keras.utils.set_random_seed(seed)
+    steps = epochs * -(-len(y) // batch)
+    model.compile(optimizer=cosine_adam(keras, lr, steps),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits), metrics=["accuracy"])
+    t0 = time.time()
+    model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, shuffle=True)
+    return time.time() - t0
+
+
+def generalist_paths(cache: Path, recipe: dict) -> tuple[Path, Path]:
+    key = _key(recipe)
+    return cache / f"generalist_{key}.keras", cache / f"generalist_{key}.json"
+
+
+def ensure_generalist(cache: Path, recipe: dict, fm: dict, log: Any) -> tuple[Path, dict]:
+    """Train (or load from the cache) the 10-class MobileNetV2 generalist."""
+    import keras
+    import tensorflow as tf
+
+    import tf_gpp
+
+    model_path, info_path = generalist_paths(cache, recipe)
+    if model_path.exists() and info_path.exists():
+        info = json.loads(info_path.read_text())
+        log(f"generalist: cached {model_path.name}, test accuracy {info['test_accuracy']:.4f}")
+        return model_path, info
+    cache.mkdir(parents=True, exist_ok=True)
+    n = recipe["train_images"]
+    x, y = fm["x"], fm["y"]
+    if n < len(y):
+        idx = np.sort(tf_gpp.data.stratified_order(y, recipe["seed"])[:n])
+        x, y = x[idx], y[idx]
+    keras.utils.set_random_seed(recipe["seed"])
+    model = keras.applications.MobileNetV2(alpha=ALPHA, weights=None, input_shape=INPUT_SHAPE, classes=10)
+    bs = recipe["batch_size"]
+    ds = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=recipe["seed"])
+          .batch(bs).map(lambda a, b: (preprocess(a), b)).prefetch(2))
+    steps = recipe["epochs"] * -(-len(y) // bs)
+    model.compile(optimizer=cosine_adam(keras, recipe["lr"], steps),
+                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    log(f"generalist: training on {len(y):,} images, {recipe['epochs']} epochs ({steps} steps of {bs})")
+    t0 = time.time()
+
+    class Progress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            log(f"  generalist epoch {epoch + 1}/{recipe['epochs']}: loss {logs['loss']:.4f} "
+                f"acc {logs['accuracy']:.4f} ({time.time() - t0:.0f}s)")
+
+    model.fit(ds, epochs=recipe["epochs"], verbose=0, callbacks=[Progress()])
+    seconds = time.time() - t0
+    xt = np.asarray(preprocess(fm["xt"]))
+    acc_stale = accuracy(model, xt, fm["yt"])
+    tf_gpp.recalibrate_batchnorm(model, ds, steps=recipe["recalibrate_steps"])
+    acc = accuracy(model, xt, fm["yt"])
+    prof = tf_gpp.profile(model)
+    info = {
+        "recipe": recipe, "params": int(prof.params), "macs": int(prof.macs),
+        "test_accuracy": acc, "test_accuracy_before_bn_recalibration": acc_stale,
+        "train_seconds": round(seconds, 1), "n_train": int(len(y)), "n_test": int(len(fm["yt"])),
+        "data_source": fm["source"],
+        "bn_momentum": sorted({float(la.momentum) for la in model.layers
+                               if isinstance(la, keras.layers.BatchNormalization)}),
+    }
+    tmp = model_path.with_name(".tmp_" + model_path.name)
+    model.save(tmp)
+    tmp.replace(model_path)
+    info_path.write_text(json.dumps(info, indent=2))
+    log(f"generalist: {info['params']:,} params, {info['macs']:,} MACs, test accuracy {acc:.4f} "
+        f"(before BN re-estimation {acc_stale:.4f}), trained in {seconds:.0f}s")
+    return model_path, info
+
+
+def task_model_from(generalist: Any, k: int, keras: Any) -> Any:
+    """The generalist's feature layer (global pooling output) + a new Dense(k) logits head."""
+    features = generalist.layers[-1].input
+    out = keras.layers.Dense(k, name="task_head")(features)
+    return keras.Model(generalist.inputs, out, name="task_base")
+
+
+def narrow_mobilenet(keras: Any, k: int, m: float) -> Any:
+    """MobileNetV2(alpha=0.35) with every Conv2D's filters scaled by m (whole channels)."""
+    ref = keras.applications.MobileNetV2(alpha=ALPHA, weights=None, input_shape=INPUT_SHAPE, classes=k,
+                                         classifier_activation=None)
+    cfg = ref.get_config()
+    for layer in cfg["layers"]:
+        if layer["class_name"] == "Conv2D":
+            layer["config"]["filters"] = max(1, int(round(layer["config"]["filters"] * m)))
+    return keras.Model.from_config(cfg)
+
+
+def width_for_macs(keras: Any, k: int, target: float) -> tuple[float, int, int]:
+    """Multiplier m whose narrowed net has MACs closest to ``target``; (m, MACs, params)."""
+    import tf_gpp
+
+    memo: dict[float, tuple[int, int]] = {}
+
+    def cost(m: float) -> tuple[int, int]:
+        if m not in memo:
+            p = tf_gpp.profile(narrow_mobilenet(keras, k, m))
+            memo[m] = (int(p.macs), int(p.params))
+            keras.backend.clear_session()
+        return memo[m]
+
+    lo, hi = 0.02, 1.0
+    for _ in range(14):
+        mid = 0.5 * (lo + hi)
+        if cost(mid)[0] > target:
+            hi = mid
+        else:
+            lo = mid
+    best = min((lo, hi), key=lambda m: abs(cost(m)[0] - target))
+    return round(best, 5), *cost(best)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+class Runner:
+    """Runs and records every job; results go to a JSONL file (one line per finished run)."""
+
+    def __init__(self, args: argparse.Namespace, run: dict, cache: Path, log: Any) -> None:
+        self.args, self.run, self.cache, self.log = args, run, cache, log
+        self.models = cache / "models"
+        self.models.mkdir(parents=True, exist_ok=True)
+        self.results_file = cache / f"runs_{_key(run)}.jsonl"
+        self.done: dict[str, dict] = {}
+        if self.results_file.exists():
+            for line in self.results_file.read_text().splitlines():
+                if line.strip():
+                    rec = json.loads(line)
+                    self.done[rec["id"]] = rec
+        self._fm: dict | None = None
+        self._data: dict[tuple[str, int], dict] = {}
+
+    # ---- helpers
+    @property
+    def fm(self) -> dict:
+        if self._fm is None:
+            self._fm = load_fmnist()
+        return self._fm
+
+    def data(self, task: str, seed: int) -> dict:
+        if (task, seed) not in self._data:
+            self._data = {(task, seed): task_data(self.fm, task, seed, self.run)}
+        return self._data[(task, seed)]
+
+    def record(self, rec: dict) -> None:
+        with open(self.results_file, "a") as f:
+            f.write(json.dumps(rec, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.done[rec["id"]] = rec
+
+    def base_path(self, task: str, seed: int) -> Path:
+        return self.models / f"base_{task}_s{seed}.keras"
+
+    def keep_tflite(self, seed: int) -> bool:
+        return seed == 0
+
+    # ---- jobs
+    def task_base(self, task: str, seed: int, gen_path: Path) -> dict:
+        import keras
+
+        import tf_gpp
+
+        d = self.data(task, seed)
+        k = len(TASKS[task]["classes"])
+        keras.utils.set_random_seed(seed)
+        model = task_model_from(keras.models.load_model(gen_path), k, keras)
+        seconds = fit(keras, model, d["x_train"], d["y_train"], self.run["base_epochs"], self.run["base_lr"],
+                      self.run["batch_size"], seed)
+        stale = accuracy(model, d["x_test"], d["y_test"])
+        tf_gpp.recalibrate_batchnorm(model, (d["x_train"], d["y_train"]), steps=None,
+                                     batch_size=self.run["batch_size"])
+        prof = tf_gpp.profile(model)
+        path = self.base_path(task, seed)
+        model.save(path)
+        rec = {"accuracy": accuracy(model, d["x_test"], d["y_test"]),
+               "val_accuracy": accuracy(model, d["x_val"], d["y_val"]),
+               "accuracy_before_bn_recalibration": stale,
+               "params": int(prof.params), "macs": int(prof.macs), "seconds": round(seconds, 1),
+               "epochs": self.run["base_epochs"], "keras": str(path)}
+        if self.keep_tflite(seed):
+            rec["tflite"] = str(tf_gpp.convert.to_tflite(model, self.models / f"base_{task}_s{seed}.tflite"))
+        return rec
+
+    def compress_run(self, task: str, seed: int, budget: float, criterion: str, jid: str) -> dict:
+        import keras
+
+        import tf_gpp
+
+        d = self.data(task, seed)
+        spec = CRITERIA[criterion]
+        r = self.run
+        kwargs: dict[str, Any] = {}
+        if spec["importance"] is not None:
+            kwargs["importance"] = spec["importance"]
+        if spec["push"] is not None:
+            kwargs["push"] = spec["push"]
+        push = r["gpp_push"] if spec["push"] is None else spec["push"]
+        epochs = {"push_epochs": r["push_epochs"], "finetune_epochs": r["finetune_epochs"]} if push else \
+            {"push_epochs": 0, "finetune_epochs": r["epochs_per_round"]}
+        base = keras.models.load_model(self.base_path(task, seed))
+        ckpt = self.cache / "ckpt" / jid
+        t0 = time.time()
+        result = tf_gpp.compress(
+            base, (d["x_train"], d["y_train"]), (d["x_val"], d["y_val"]), target_macs=budget,
+            max_accuracy_drop=1.0, rounds=r["rounds"], learning_rate=r["compress_lr"],
+            batch_size=r["batch_size"], recalibrate_steps=r["recalibrate_steps"], seed=seed,
+            checkpoint_dir=ckpt, verbose=1, **epochs, **kwargs,
+        )
+        seconds = time.time() - t0
+        pm, pa = tf_gpp.profile(result.model), tf_gpp.profile(result.most_accurate)
+        rec = {
+            "accuracy": accuracy(result.model, d["x_test"], d["y_test"]),
+            "accuracy_most_accurate": accuracy(result.most_accurate, d["x_test"], d["y_test"]),
+            "params": int(pm.params), "macs": int(pm.macs),
+            "most_accurate_params": int(pa.params), "most_accurate_macs": int(pa.macs),
+            "base_val_accuracy": result.base_accuracy, "seconds": round(seconds, 1),
+            "importance": kwargs.get("importance", r["gpp_importance"]), "push": push, **epochs,
+            "rounds": r["rounds"], "history": result.to_dict()["history"],
+        }
+        if self.keep_tflite(seed):
+            rec["tflite"] = str(tf_gpp.convert.to_tflite(result.model, self.models / f"{jid}.tflite"))
+        shutil.rmtree(ckpt, ignore_errors=True)
+        return rec
+
+    def scratch_run(self, task: str, seed: int, budget: float, factor: int, jid: str) -> dict:
+        import keras
+
+        import tf_gpp
+
+        d = self.data(task, seed)
+        k = len(TASKS[task]["classes"])
+        base_macs = self.done[f"base_{task}_s{seed}"]["macs"]
+        m, macs, params = width_for_macs(keras, k, budget * base_macs)
+        keras.utils.set_random_seed(seed)
+        model = narrow_mobilenet(keras, k, m)
+        epochs = factor * self.run["scratch_epochs"]
+        seconds = fit(keras, model, d["x_train"], d["y_train"], epochs, self.run["scratch_lr"],
+                      self.run["batch_size"], seed)
+        stale = accuracy(model, d["x_test"], d["y_test"])
+        tf_gpp.recalibrate_batchnorm(model, (d["x_train"], d["y_train"]), steps=None,
+                                     batch_size=self.run["batch_size"])
+        rec = {"accuracy": accuracy(model, d["x_test"], d["y_test"]),
+               "accuracy_before_bn_recalibration": stale, "width_multiplier": m,
+               "params": params, "macs": macs, "epochs": epochs, "seconds": round(seconds, 1)}
+        if self.keep_tflite(seed) and factor == 1:
+            rec["tflite"] = str(tf_gpp.convert.to_tflite(model, self.models / f"{jid}.tflite"))
+        return rec
+
+    def tfmot_run(self, task: str, seed: int, budget: float, jid: str) -> dict:
+        import keras
+
+        import tf_gpp
+
+        d = self.data(task, seed)
+        work = self.cache / "tfmot" / jid
+        work.mkdir(parents=True, exist_ok=True)
+        base = keras.models.load_model(self.base_path(task, seed))
+        np.savez(work / "weights.npz", *base.get_weights())
+        np.savez(work / "data.npz", x=d["x_train"], y=d["y_train"], xc=d["x_test"][:32],
+                 logits=base.predict(d["x_test"][:32], verbose=0))
+        spec = {"k": len(TASKS[task]["classes"]), "sparsity": 1.0 - budget, "seed": seed,
+                "epochs": self.run["compress_epochs"], "lr": self.run["tfmot_lr"],
+                "batch_size": self.run["batch_size"], "threads": self.args.threads, "work": str(work)}
+        (work / "spec.json").write_text(json.dumps(spec))
+        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        site = self.args.tfmot_site
+        if site:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+        with open(work / "log.txt", "w") as f:
+            proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--tfmot-worker", str(work)],
+                                  env=env, stdout=f, stderr=subprocess.STDOUT, timeout=7200, check=False)
+        out_file = work / "out.json"
+        if proc.returncode != 0 or not out_file.exists():
+            tail = "\n".join((work / "log.txt").read_text().strip().splitlines()[-4:])
+            raise RuntimeError(f"tfmot worker failed (exit {proc.returncode}): {tail}")
+        out = json.loads(out_file.read_text())
+        with np.load(work / "pruned.npz") as f:
+            weights = [f[f"arr_{i}"] for i in range(len(f.files))]
+        model = keras.models.clone_model(base)
+        model.set_weights(weights)
+        tf_gpp.recalibrate_batchnorm(model, (d["x_train"], d["y_train"]), steps=None,
+                                     batch_size=self.run["batch_size"])
+        prof = tf_gpp.profile(base)
+        layer_macs = {la.name: la.macs for la in prof.layers if la.macs}
+        nonzero = sum(int(np.count_nonzero(w)) for w in model.get_weights())
+        eff = int(sum(mac * out["density"].get(name, 1.0) for name, mac in layer_macs.items()))
+        rec = {"accuracy": accuracy(model, d["x_test"], d["y_test"]),
+               "train_accuracy_tf_keras": out["train_accuracy_tf_keras"],
+               "params": int(prof.params), "params_nonzero": nonzero, "macs": int(prof.macs),
+               "effective_macs": eff, "target_sparsity": 1.0 - budget, "epochs": spec["epochs"],
+               "seconds": out["seconds"], "versions": out["versions"], "weight_check": out["weight_check"]}
+        if self.keep_tflite(seed):
+            sparse = self.models / f"{jid}_sparse.tflite"
+            shutil.copy(work / "sparse.tflite", sparse)
+            rec["tflite"] = str(sparse)
+        shutil.rmtree(work, ignore_errors=True)
+        return rec
+
+    # ---- driver
+    def jobs(self, sel: dict) -> list[dict]:
+        out = []
+        for seed in range(sel["seeds"]):
+            for task in sel["tasks"]:
+                out.append({"id": f"base_{task}_s{seed}", "kind": "base", "method": "base", "task": task,
+                            "seed": seed, "budget": 1.0})
+                for b in sel["budgets"]:
+                    tag = f"{task}_b{int(round(100 * b)):02d}_s{seed}"
+                    for c in sel["criteria"]:
+                        out.append({"id": f"{c}_{tag}", "kind": "compress", "method": c, "task": task,
+                                    "seed": seed, "budget": b})
+                    for m in ("scratch", "scratch_4x", "tfmot"):
+                        if m in sel["baselines"]:
+                            out.append({"id": f"{m}_{tag}", "kind": m, "method": m, "task": task,
+                                        "seed": seed, "budget": b})
+        return out
+
+    def execute(self, jobs: list[dict], gen_path: Path) -> list[str]:
+        import keras
+
+        failed = []
+        todo = [j for j in jobs if j["id"] not in self.done]
+        self.log(f"{len(jobs)} runs, {len(jobs) - len(todo)} already done ({self.results_file})")
+        t_start, n_done = time.time(), 0
+        for i, job in enumerate(todo, 1):
+            jid = job["id"]
+            if job["kind"] != "base" and f"base_{job['task']}_s{job['seed']}" not in self.done:
+                self.log(f"[{i}/{len(todo)}] {jid}: skipped (its task base failed)")
+                failed.append(jid)
+                continue
+            t0 = time.time()
+            try:
+                if job["kind"] == "base":
+                    rec = self.task_base(job["task"], job["seed"], gen_path)
+                elif job["kind"] == "compress":
+                    rec = self.compress_run(job["task"], job["seed"], job["budget"], job["method"], jid)
+                elif job["kind"] == "tfmot":
+                    rec = self.tfmot_run(job["task"], job["seed"], job["budget"], jid)
+                else:
+                    factor = self.run["scratch_factor"] if job["kind"] == "scratch_4x" else 1
+                    rec = self.scratch_run(job["task"], job["seed"], job["budget"], factor, jid)
+            except Exception as exc:  # noqa: BLE001 - a failed run is logged and skipped; a re-run retries it
+                import traceback
+
+                self.log(f"[{i}/{len(todo)}] {jid}: FAILED {type(exc).__name__}: {exc}")
+                self.log(traceback.format_exc())
+                failed.append(jid)
+                continue
+            finally:
+                keras.backend.clear_session()
+                gc.collect()
+            wall = time.time() - t0
+            self.record({**job, **rec, "wall_seconds": round(wall, 1),
+                         "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+            n_done += 1
+            rate = (time.time() - t_start) / n_done
+            extra = (f", most accurate round {rec['accuracy_most_accurate']:.4f}"
+                     if "accuracy_most_accurate" in rec else "")
+            self.log(f"[{i}/{len(todo)}] {jid}: test acc {rec['accuracy']:.4f}{extra}, "
+                     f"{rec['params']:,} params, {rec['macs']:,} MACs, {wall:.0f}s "
+                     f"(ETA {rate * (len(todo) - i) / 60:.0f} min)")
+        return failed
+
+
+def tfmot_worker(work: Path) -> int:
+    """Subprocess entry (TF_USE_LEGACY_KERAS=1): task base in tf_keras -> prune_low_magnitude
+    fine-tuning -> strip -> pruned weights (npz) and a sparsity-converted .tflite."""
+    spec = json.loads((work / "spec.json").read_text())
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
+    tf.config.threading.set_inter_op_parallelism_threads(spec["threads"])
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    with np.load(work / "weights.npz") as f:
+        weights = [f[f"arr_{i}"] for i in range(len(f.files))]
+    with np.load(work / "data.npz") as f:
+        x, y, xc, ref = f["x"], f["y"], f["xc"], f["logits"]
+    tf_keras.utils.set_random_seed(spec["seed"])
+    gen = tf_keras.applications.MobileNetV2(alpha=ALPHA, weights=None, input_shape=INPUT_SHAPE, classes=10)
+    head = tf_keras.layers.Dense(spec["k"], name="task_head")(gen.layers[-1].input)
+    model = tf_keras.Model(gen.inputs, head)
+    model.set_weights(weights)
+    diff = float(np.max(np.abs(model.predict(xc, verbose=0) - ref)))
+    if diff > 1e-3:
+        raise SystemExit(f"tf_keras copy of the task base differs from the Keras 3 model by {diff}")
+    steps = spec["epochs"] * -(-len(y) // spec["batch_size"])
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0, final_sparsity=spec["sparsity"], begin_step=0,
+        end_step=max(1, int(0.7 * steps)), frequency=max(1, steps // 20))
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+    pruned.compile(optimizer=tf_keras.optimizers.Adam(tf_keras.optimizers.schedules.CosineDecay(spec["lr"], steps)),
+                   loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    t0 = time.time()
+    pruned.fit(x, y, batch_size=spec["batch_size"], epochs=spec["epochs"], verbose=0, shuffle=True,
+               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    seconds = time.time() - t0
+    stripped = tfmot.sparsity.keras.strip_pruning(pruned)
+    density = {}
+    for layer in stripped.layers:
+        for attr in ("kernel", "depthwise_kernel"):
+            k = getattr(layer, attr, None)
+            if k is not None:
+                k = np.asarray(k)
+                density[layer.name] = float(np.count_nonzero(k) / k.size)
+    np.savez(work / "pruned.npz", *stripped.get_weights())
+    conv = tf.lite.TFLiteConverter.from_keras_model(stripped)
+    conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    (work / "sparse.tflite").write_bytes(conv.convert())
+    acc = float(np.mean(np.argmax(stripped.predict(x, verbose=0), -1) == y))
+    out = {"density": density, "seconds": round(seconds, 1), "weight_check": diff,
+           "train_accuracy_tf_keras": acc,
+           "versions": {"tf_keras": tf_keras.__version__, "tfmot": tfmot.__version__}}
+    (work / "out.json").write_text(json.dumps(out))
+    return 0
+
+
+# --------------------------------------------------------------------------- latency & report
+
+
+def measure_latency(done: dict[str, dict], run: dict, log: Any) -> dict:
+    """Per task: the seed-0 task base and every seed-0 model with a .tflite, one interleaved loop."""
+    from tf_gpp.convert import benchmark_interleaved
+
+    out: dict[str, Any] = {}
+    for task in TASKS:
+        base_id = f"base_{task}_s0"
+        if base_id not in done or not done[base_id].get("tflite"):
+            continue
+        ids = [base_id] + sorted(j for j, r in done.items()
+                                 if r["task"] == task and r["seed"] == 0 and r.get("tflite") and j != base_id)
+        ids = [j for j in ids if Path(done[j]["tflite"]).exists()]
+        log(f"latency {task}: {len(ids)} models interleaved, {run['latency_rounds']} rounds, 1 thread")
+        load0 = os.getloadavg()
+        reps = benchmark_interleaved([done[j]["tflite"] for j in ids], threads=1,
+                                     rounds=run["latency_rounds"], warmup=run["latency_warmup"])
+        b = reps[0]
+        out[task] = {"loadavg_before": load0, "loadavg_after": os.getloadavg(), "models": {
+            j: {"median_ms": r.median_ms, "cpu_median_ms": r.cpu_median_ms, "min_ms": r.min_ms,
+                "p90_ms": r.p90_ms, "size_bytes": r.size_bytes,
+                "speedup_median": b.median_ms / r.median_ms,
+                "speedup_cpu": (b.cpu_median_ms / r.cpu_median_ms) if r.cpu_median_ms else None}
+            for j, r in zip(ids, reps, strict=True)}}
+    return out
+
+
+def aggregate(done: dict[str, dict], sel: dict, latency: dict) -> list[dict]:
+    rows = []
+    methods = ["base", *sel["criteria"], *[m for m in ("scratch", "scratch_4x", "tfmot") if m in sel["baselines"]]]
+    for task in sel["tasks"]:
+        for method in methods:
+            budgets = [1.0] if method == "base" else sel["budgets"]
+            for b in budgets:
+                runs = sorted((r for r in done.values() if r["task"] == task and r["method"] == method
+                               and abs(r["budget"] - b) < 1e-9 and r["seed"] < sel["seeds"]),
+                              key=lambda r: r["seed"])
+                if not runs:
+                    continue
+                acc = np.array([r["accuracy"] for r in runs])
+                r0 = runs[0]
+                lat_id = r0["id"] if method != "scratch_4x" else r0["id"].replace("scratch_4x", "scratch", 1)
+                lat = latency.get(task, {}).get("models", {}).get(lat_id, {}) if r0["seed"] == 0 else {}
+                if method == "tfmot":  # dense kernels: as fast as the base; the sparse converter file is timed
+                    lat = latency.get(task, {}).get("models", {}).get(lat_id, {})
+                row = {
+                    "task": task, "method": method, "budget": b, "n": len(runs), "seeds": [r["seed"] for r in runs],
+                    "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else None,
+                    "accuracies": acc.tolist(),
+                    "params": float(np.mean([r.get("params_nonzero", r["params"]) for r in runs])),
+                    "macs": float(np.mean([r.get("effective_macs", r["macs"]) for r in runs])),
+                    "executed_macs": float(np.mean([r["macs"] for r in runs])),
+                    "seconds_mean": float(np.mean([r["seconds"] for r in runs])),
+                    "latency_median_ms": lat.get("median_ms"), "latency_cpu_ms": lat.get("cpu_median_ms"),
+                    "speedup_median": lat.get("speedup_median"), "speedup_cpu": lat.get("speedup_cpu"),
+                }
+                if "accuracy_most_accurate" in r0:
+                    ma = np.array([r["accuracy_most_accurate"] for r in runs])
+                    row["most_accurate_mean"] = float(ma.mean())
+                    row["most_accurate_std"] = float(ma.std(ddof=1)) if len(ma) > 1 else None
+                    row["most_accurate_macs"] = float(np.mean([r["most_accurate_macs"] for r in runs]))
+                if "width_multiplier" in r0:
+                    row["width_multiplier"] = r0["width_multiplier"]
+                if "epochs" in r0:
+                    row["epochs"] = r0["epochs"]
+                rows.append(row)
+    base_macs = {t: next((r["macs"] for r in rows if r["task"] == t and r["method"] == "base"), None)
+                 for t in sel["tasks"]}
+    for r in rows:
+        bm = base_macs.get(r["task"])
+        r["macs_ratio"] = r["macs"] / bm if bm else None
+        r["executed_macs_ratio"] = r["executed_macs"] / bm if bm else None
+    return rows
+
+
+def _cell(mean: float | None, std: float | None, n: int) -> str:
+    if mean is None:
+        return ""
+    s = f"{100 * mean:.2f}"
+    if std is not None:
+        s += f" ± {100 * std:.2f}"
+    return s + f" ({n})"
+
+
+def _f(x: float | None, d: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{d}f}"
+
+
+def conclusions(rows: list[dict], sel: dict) -> list[str]:
+    """Statements computed from the rows (ranks of the default recipe, gaps to the baselines)."""
+    out = []
+    for task in sel["tasks"]:
+        base = next((r for r in rows if r["task"] == task and r["method"] == "base"), None)
+        for b in sel["budgets"]:
+            at = {r["method"]: r for r in rows if r["task"] == task and r["budget"] == b}
+            crit = {m: r for m, r in at.items() if m in CRITERIA}
+            if "gpp" not in at or len(crit) < 2:
+                continue
+            g = at["gpp"]
+            order = sorted(crit, key=lambda m: -crit[m]["accuracy_mean"])
+            best = order[0]
+            parts = [f"GPP default ranks {order.index('gpp') + 1}/{len(order)} "
+                     f"({100 * g['accuracy_mean']:.2f}%; best {best} {100 * crit[best]['accuracy_mean']:.2f}%)"]
+            if base:
+                parts.append(f"{100 * (g['accuracy_mean'] - base['accuracy_mean']):+.2f} pts vs task base")
+            for m in ("scratch", "scratch_4x", "tfmot"):
+                if m in at:
+                    parts.append(f"{100 * (g['accuracy_mean'] - at[m]['accuracy_mean']):+.2f} pts vs {m}")
+            out.append(f"- **{task}, {int(round(100 * b))}% MACs**: " + "; ".join(parts) + ".")
+    return out
+
+
+def write_markdown(payload: dict, path: Path) -> None:
+    rows, sel, run, gen = payload["rows"], payload["selection"], payload["run_settings"], payload["generalist"]
+    m = payload["machine"]
+    cols = [(t, b) for t in sel["tasks"] for b in sel["budgets"]]
+    cmd = payload["command"]
+    lines = [
+        f"# Task specialisation benchmark ({payload['mode']})",
+        "",
+        f"Generated by `{cmd}`. Machine: {m['cpu']} ({m['cores']} cores, shared; load average "
+        f"{payload['loadavg_start'][0]:.1f} at start), Python {m['python']}, TensorFlow {m['tensorflow']}, "
+        f"Keras {m['keras']}, LiteRT {m['ai_edge_litert']}; {m['date']}, commit {m.get('git_commit')}; "
+        f"{payload['threads']} TF thread(s). Wall time of this invocation {payload['elapsed_s'] / 60:.1f} min; "
+        f"sum of run times {payload['sum_run_seconds'] / 60:.1f} min.",
+        "",
+        "## Setting",
+        "",
+        f"- **Generalist**: {gen['recipe']['arch']}, BN {gen['recipe']['bn']}; {gen['params']:,} params, "
+        f"{gen['macs'] / 1e6:.2f} M MACs. Trained on {gen['n_train']:,} Fashion-MNIST images for "
+        f"{gen['recipe']['epochs']} epochs ({gen['recipe']['optimizer']} from lr {gen['recipe']['lr']}, batch "
+        f"{gen['recipe']['batch_size']}, no augmentation; {gen['train_seconds'] / 60:.1f} min). Preprocessing in the "
+        f"input pipeline: {gen['recipe']['preprocess']}. **Test accuracy {100 * gen['test_accuracy']:.2f}%** on "
+        f"{gen['n_test']:,} test images ({100 * gen['test_accuracy_before_bn_recalibration']:.2f}% with the moving "
+        f"statistics of training: too few steps for momentum 0.999; re-estimated on "
+        f"{gen['recipe']['recalibrate_steps']} training batches).",
+        "- **Sub-tasks**: " + "; ".join(f"`{t}` = {'/'.join(TASKS[t]['names'])} (labels "
+                                        f"{', '.join(map(str, TASKS[t]['classes']))})" for t in sel["tasks"])
+        + f". Per seed {run['train_per_class']} training + {run['val_per_class']} validation images per class drawn "
+        f"from the training split; test = {'the full test split of those classes' if run['test_per_class'] is None else str(run['test_per_class']) + ' test images per class'}.",
+        f"- **Task base**: the generalist's global-pooling features + new Dense(k) logits, all layers fine-tuned "
+        f"{run['base_epochs']} epochs (Adam lr {run['base_lr']}, cosine, batch {run['batch_size']}), BN statistics "
+        "re-estimated on the task's training images.",
+        f"- **Criteria**: `tf_gpp.compress(task_base, train, val, target_macs=b, max_accuracy_drop=1.0, "
+        f"rounds={run['rounds']}, learning_rate={run['compress_lr']}, batch_size={run['batch_size']}, "
+        f"recalibrate_steps={run['recalibrate_steps']}, seed=s)`. `gpp` = compress's defaults at run time "
+        f"(importance={run['gpp_importance']!r}, push={run['gpp_push']}) with push_epochs={run['push_epochs']} + "
+        f"finetune_epochs={run['finetune_epochs']} per round; the others push=False with finetune_epochs="
+        f"{run['epochs_per_round']} (equal epochs per round). `result.model` (the last round, at the budget) is "
+        "scored; the most accurate round is in the JSON (`most_accurate_mean`).",
+        f"- **scratch / scratch_4x**: MobileNetV2(alpha={ALPHA}) config with every Conv2D's filters x m (the last "
+        f"1x1 conv too), m chosen so MACs are closest to the budget; trained from scratch on the task data for "
+        f"{run['scratch_epochs']} epochs (= {run['base_epochs']} base fine-tune + {run['compress_epochs']} compress) "
+        f"and {run['scratch_factor'] * run['scratch_epochs']} epochs (Adam lr {run['scratch_lr']}, cosine), BN "
+        "re-estimated.",
+        f"- **tfmot**: the task base, `prune_low_magnitude` to sparsity 1 - budget (polynomial decay over the first "
+        f"70% of {run['compress_epochs']} epochs, Adam lr {run['tfmot_lr']}, cosine), stripped, weights loaded "
+        "back into the Keras 3 model, BN re-estimated. Its params/MACs columns show non-zero weights and "
+        "density-weighted MACs; it executes the base's dense MACs.",
+        f"- Accuracy cells: mean ± std over seeds (n) of test accuracy in %. Latency: LiteRT float32, batch 1, "
+        f"1 thread, seed-0 models of a task and its task base round-robin in one loop ({run['latency_rounds']} "
+        "rounds); *CPU ms* is the thread's CPU time (robust to other processes on this shared machine).",
+        "",
+        "## Test accuracy (%)",
+        "",
+        "| method | " + " | ".join(f"{t} {int(round(100 * b))}%" for t, b in cols) + " |",
+        "|---|" + "---:|" * len(cols),
+    ]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    for meth in methods:
+        cells = []
+        for t, b in cols:
+            r = next((r for r in rows if r["task"] == t and r["method"] == meth
+                      and (meth == "base" or abs(r["budget"] - b) < 1e-9)), None)
+            cells.append(_cell(r["accuracy_mean"], r["accuracy_std"], r["n"]) if r else "")
+        lines.append(f"| {meth} | " + " | ".join(cells) + " |")
+    lines += ["", "(`base` is the unpruned task base, repeated in every budget column.)", "",
+              "## Size and latency (params/MACs: mean over seeds; latency: seed 0)", "",
+              "| task | method | budget | params | MACs (M) | MACs % | median ms | CPU ms | speed-up (median) "
+              "| speed-up (CPU) | most accurate round % (its MACs %) |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ma = ""
+        if r.get("most_accurate_mean") is not None:
+            ma = (f"{_cell(r['most_accurate_mean'], r['most_accurate_std'], r['n'])} "
+                  f"({100 * r['most_accurate_macs'] / (r['macs'] / r['macs_ratio']):.0f}%)")
+        macs_note = f"{r['macs'] / 1e6:.3f}"
+        if r["method"] == "tfmot":
+            macs_note += f" (exec. {r['executed_macs'] / 1e6:.3f})"
+        lines.append(
+            f"| {r['task']} | {r['method']} | {int(round(100 * r['budget']))}% | {r['params']:,.0f} | {macs_note} | "
+            f"{100 * (r['macs_ratio'] or 0):.1f} | {_f(r['latency_median_ms'])} | {_f(r['latency_cpu_ms'])} | "
+            f"{_f(r['speedup_median'], 2)} | {_f(r['speedup_cpu'], 2)} | {ma} |")
+    lines += ["", "## What this shows", ""]
+    lines += conclusions(rows, sel)
+    lines += [f"- {note}" for note in payload.get("notes", [])]
+    if payload.get("failed"):
+        lines.append(f"- Failed or missing runs: {', '.join(payload['failed'])}.")
+    if payload.get("tfmot_note"):
+        lines.append(f"- tfmot: {payload['tfmot_note']}")
+    lines += ["", f"![accuracy vs MACs]({path.with_suffix('.png').name})", ""]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_plot(payload: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, sel = payload["rows"], payload["selection"]
+    tasks = sel["tasks"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 5.2), squeeze=False)
+    methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "base"]
+    cmap = plt.get_cmap("tab10")
+    colors = {m: cmap(i) for i, m in enumerate(methods)}
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for m in methods:
+            pts = sorted((r for r in rows if r["task"] == task and r["method"] == m), key=lambda r: r["macs"])
+            if not pts:
+                continue
+            xs = [r["macs"] / 1e6 for r in pts]
+            ys = [100 * r["accuracy_mean"] for r in pts]
+            err = [100 * (r["accuracy_std"] or 0) for r in pts]
+            style = {"marker": "o", "lw": 2.4 if m == "gpp" else 1.2, "ms": 5,
+                     "ls": "--" if m in BASELINES else "-"}
+            ax.errorbar(xs, ys, yerr=err, color=colors[m], label=m, capsize=2, **style)
+        base = next((r for r in rows if r["task"] == task and r["method"] == "base"), None)
+        if base:
+            ax.errorbar([base["macs"] / 1e6], [100 * base["accuracy_mean"]], yerr=[100 * (base["accuracy_std"] or 0)],
+                        fmt="k*", ms=13, capsize=2, label="task base")
+        ax.set_xscale("log")
+        ax.set_xlabel("MACs per image (M, log; tfmot at density-weighted MACs)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{task}: {'/'.join(TASKS[task]['names'])}")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    m = payload["machine"]
+    fig.suptitle(f"Task specialisation from a MobileNetV2-0.35 generalist ({payload['mode']}; mean ± std over seeds) · "
+                 f"{m['cpu']} · TF {m['tensorflow']} · {m['date']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _list(text: str | None, cast: Any = str) -> list | None:
+    return None if text is None else [cast(t) for t in text.split(",") if t.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="1 task, 1 seed, 25%% MACs, gpp + l1, baselines")
+    g.add_argument("--full", action="store_true", help="the full protocol (default)")
+    g.add_argument("--tiny", action="store_true", help="a minutes-long smoke run (tiny generalist and data)")
+    parser.add_argument("--seeds", type=int, help="seeds per cell (0..n-1)")
+    parser.add_argument("--budgets", help="comma-separated MACs fractions, e.g. 0.5,0.25,0.1")
+    parser.add_argument("--criteria", help=f"comma-separated subset of {','.join(CRITERIA)}")
+    parser.add_argument("--tasks", help=f"comma-separated subset of {','.join(TASKS)}")
+    parser.add_argument("--baselines", help=f"comma-separated subset of {','.join(BASELINES)} (base is always run)")
+    parser.add_argument("--rounds", type=int, help="compress rounds (default: compress's default)")
+    parser.add_argument("--push-epochs", type=int, help="push epochs per round (default: compress's default)")
+    parser.add_argument("--finetune-epochs", type=int, help="fine-tune epochs per round (default: compress's)")
+    parser.add_argument("--base-epochs", type=int, help="task base fine-tuning epochs")
+    parser.add_argument("--threads", type=int, default=1, help="TensorFlow intra- and inter-op threads (default 1)")
+    parser.add_argument("--out", type=Path, help="output directory (default benchmarks/results)")
+    parser.add_argument("--cache", type=Path, help="runs, models (default benchmarks/cache/specialize_<mode>)")
+    parser.add_argument("--generalist-cache", type=Path, default=Path.home() / ".cache" / "tf_gpp" / "specialize",
+                        help="where the trained generalist is cached")
+    parser.add_argument("--tfmot-site", default=os.environ.get("TF_GPP_TFMOT_SITE")
+                        or (str(Path.home() / ".cache/tf_gpp/tfmot_site")
+                            if (Path.home() / ".cache/tf_gpp/tfmot_site").is_dir() else None),
+                        help="directory holding tf_keras and tensorflow_model_optimization (pip install --target)")
+    parser.add_argument("--report-only", action="store_true", help="write the outputs from the finished runs")
+    parser.add_argument("--no-latency", action="store_true", help="skip the LiteRT latency loop")
+    parser.add_argument("--note", action="append", default=[], help="a line added to the .md conclusions")
+    parser.add_argument("--tfmot-worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.tfmot_worker:
+        return tfmot_worker(Path(args.tfmot_worker))
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    set_threads(args.threads)
+    mode = "quick" if args.quick else "tiny" if args.tiny else "full"
+    sel = dict(SELECTION[mode])
+    if args.seeds:
+        sel["seeds"] = args.seeds
+    for name, cast in (("budgets", float), ("criteria", str), ("tasks", str), ("baselines", str)):
+        value = _list(getattr(args, name), cast)
+        if value is not None:
+            sel[name] = value
+    for name, known in (("criteria", CRITERIA), ("tasks", TASKS), ("baselines", BASELINES)):
+        unknown = set(sel[name]) - set(known)
+        if unknown:
+            parser.error(f"unknown {name} {sorted(unknown)}; choose from {', '.join(known)}")
+    raw = dict(RUN_SETTINGS["tiny" if mode == "tiny" else "full"])
+    for name in ("rounds", "push_epochs", "finetune_epochs", "base_epochs"):
+        if getattr(args, name) is not None:
+            raw[name] = getattr(args, name)
+    run = resolved_settings(raw)
+    gen_recipe = GENERALIST_RECIPES[run["generalist"]]
+    run["generalist_key"] = _key(gen_recipe)
+    cache = args.cache or REPO / "benchmarks" / "cache" / f"specialize_{'tiny' if mode == 'tiny' else 'full'}"
+    out = args.out or REPO / "benchmarks" / "results"
+    stem = "specialize" if (mode == "full" or args.out) else f"specialize_{mode}"
+    cache.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    started, load_start = time.time(), os.getloadavg()
+
+    def log(msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')} {time.time() - started:7.1f}s] {msg}", flush=True)
+
+    log(f"mode {mode}; selection {sel}; settings {run}; threads {args.threads}")
+    runner = Runner(args, run, cache, log)
+    gen_path, gen_info = ensure_generalist(args.generalist_cache, gen_recipe,
+                                           runner.fm if not generalist_paths(args.generalist_cache, gen_recipe)[1].exists()
+                                           else {}, log)
+    jobs = runner.jobs(sel)
+    failed: list[str] = []
+    if not args.report_only:
+        failed = runner.execute(jobs, gen_path)
+    missing = [j["id"] for j in jobs if j["id"] not in runner.done]
+    latency = {} if args.no_latency else measure_latency(runner.done, run, log)
+    rows = aggregate(runner.done, sel, latency)
+    from _report import machine_info, write_atomic
+
+    tfmot_note = None
+    if "tfmot" in sel["baselines"] and not any(r["method"] == "tfmot" for r in rows):
+        tfmot_note = ("no tfmot run finished on this stack (tf_keras + tensorflow-model-optimization in "
+                      f"{args.tfmot_site or 'the environment'}); see the log")
+    payload = {
+        "mode": mode,
+        "command": "python tools/benchmark_specialize.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "selection": sel, "run_settings": run, "compress_defaults": compress_defaults(),
+        "threads": args.threads, "machine": machine_info(), "loadavg_start": load_start,
+        "loadavg_end": os.getloadavg(), "elapsed_s": time.time() - started,
+        "sum_run_seconds": sum(runner.done[j["id"]]["wall_seconds"] for j in jobs if j["id"] in runner.done),
+        "generalist": gen_info, "tasks": {t: TASKS[t] for t in sel["tasks"]},
+        "rows": rows, "latency": latency,
+        "runs": [runner.done[j["id"]] for j in jobs if j["id"] in runner.done],
+        "failed": sorted(set(failed) | set(missing)), "notes": args.note, "tfmot_note": tfmot_note,
+        "results_file": str(runner.results_file),
+    }
+    write_atomic(out / f"{stem}.json", json.dumps(payload, indent=2, default=str))
+    write_markdown(payload, out / f"{stem}.md")
+    write_plot(payload, out / f"{stem}.png")
+    log(f"wrote {out / stem}.json/.md/.png ({len(payload['runs'])} runs, {len(payload['failed'])} missing)")
+    return 0 if not payload["failed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
