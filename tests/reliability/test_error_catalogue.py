@@ -694,3 +694,101 @@ def test_N4_adapted_state_that_cannot_be_copied():
     model = keras.Model(inp, keras.layers.Dense(3)(h))
     with pytest.raises(tf_gpp.UnsupportedModelError, match=r"'center' \(_AttributeMean\).*save_own_variables"):
         tf_gpp.prune_channels(model, {"h1": [0]})
+
+
+# -- small silent acceptances, the CLI on the user's own data, TFLite (M11, T8, F9-F14) --------
+@pytest.mark.parametrize("indices, match", [([-1], "negative indices are not accepted"),
+                                            ([1.5], r"whole numbers 0\.\.7, got 1\.5 \(float\)"),
+                                            ([True], r"got True \(bool\)"), (True, r"got True \(bool\)")])
+def test_M11_channel_indices_must_be_whole_non_negative_numbers(indices, match):
+    with pytest.raises(tf_gpp.PruningRequestError, match=match):
+        tf_gpp.prune_channels(_mlp(), {"h1": indices})
+
+
+def test_T8_unknown_ignored_layer_names_close_matches():
+    x, y = _xy()
+    with pytest.raises(tf_gpp.PruningRequestError, match=r"'h11', which is not a layer of model 'mlp'; did you mean 'h1'"):
+        tf_gpp.Pruner(_mlp(), importance="l1", ignored_layers=["h11"]).step(target_macs=0.5)
+    with pytest.raises(tf_gpp.PruningRequestError, match="'hidden'.*not a layer"):
+        tf_gpp.compress(_mlp(), (x, y), (x, y), target_macs=0.5, ignored_layers=["hidden"], **QUICK)
+    with pytest.raises(tf_gpp.PruningRequestError, match=r"ignored_layers holds 3 \(int\)"):
+        tf_gpp.prune.Constraints(ignored_layers=[3])
+    # one string is one name, not a set of characters
+    assert tf_gpp.prune.Constraints(ignored_layers="h1").ignored_layers == {"h1"}
+
+
+def test_F9_cli_data_the_model_cannot_take(tmp_path, capsys):
+    model = tmp_path / "m.keras"
+    _digits_shaped(3).save(model)
+    x = np.random.default_rng(0).random((30, 8, 8, 1), dtype=np.float32)
+    cases = {
+        "shape.npz": ({"x": x[:, :7], "y": np.arange(30) % 3}, "inputs of shape (None, 7, 8, 1)"),
+        "dtype.npz": ({"x": x, "y": np.array(["a", "b", "c"] * 10)}, "'y' has dtype <U1"),
+        "classes.npz": ({"x": x, "y": np.arange(30) % 5}, "labels must lie in [0, 3)"),
+    }
+    for name, (arrays, message) in cases.items():
+        np.savez(tmp_path / name, **arrays)
+        for command in (["compress", "--target-macs", "0.5"], ["convert"]):
+            out = tmp_path / ("o.keras" if command[0] == "compress" else "o.tflite")
+            err = _cli_error([command[0], str(model), "--data", str(tmp_path / name), "-o", str(out), *command[1:]],
+                             capsys)
+            assert message in err and "--data" in err, (name, command, err)
+
+
+def test_F10_cli_compress_without_a_target(tmp_path, capsys):
+    model = tmp_path / "m.keras"
+    _digits_shaped(10).save(model)
+    err = _cli_error(["compress", str(model), "--data", "digits"], capsys)
+    assert "--target-macs or --target-params" in err and "--strategy threshold" in err
+
+
+def test_F11_cli_convert_verification_failure_exits_3(tmp_path, capsys):
+    """int8 outputs cannot separate logits 1000 + tiny differences: predictions collapse."""
+    inp = keras.Input((6,))
+    dense = keras.layers.Dense(4)
+    model = keras.Model(inp, dense(inp))
+    rng = np.random.default_rng(0)
+    dense.set_weights([rng.normal(0, 1e-3, (6, 4)).astype("float32"), np.full(4, 1000.0, "float32")])
+    x = rng.normal(size=(400, 6)).astype("float32")
+    np.savez(tmp_path / "d.npz", x=x, y=model.predict(x, verbose=0).argmax(1))
+    model.save(tmp_path / "m.keras")
+    argv = ["convert", str(tmp_path / "m.keras"), "-o", str(tmp_path / "m.tflite"), "--quantization", "int8",
+            "--data", str(tmp_path / "d.npz")]
+    assert cli(argv) == 3
+    assert "verification FAILED" in capsys.readouterr().err
+
+
+def test_F12_cli_unknown_dataset_or_missing_file(tmp_path, capsys):
+    model = tmp_path / "m.keras"
+    _digits_shaped(10).save(model)
+    err = _cli_error(["compress", str(model), "--data", "imagenet_of_mine", "--target-macs", "0.5"], capsys)
+    assert "unknown dataset 'imagenet_of_mine'" in err and ".npz" in err
+    err = _cli_error(["convert", str(model), "--data", str(tmp_path / "nope.npz")], capsys)
+    assert "no such file or folder" in err
+    with pytest.raises(tf_gpp.DataError, match="unknown dataset"):
+        tf_gpp.data.registry.get("imagenet_of_mine")
+
+
+def test_F13_tflite_unsupported_ops_name_the_layer_and_the_fix(tmp_path, capsys):
+    inp = keras.Input((5, 3))
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.SimpleRNN(4, name="rnn")(inp)))
+    with pytest.raises(ConversionError) as info:
+        to_tflite(model, tmp_path / "r.tflite")
+    head, fix = str(info.value).splitlines()
+    assert "layer 'rnn' (SimpleRNN)" in head and "unroll=True" in fix and "select_tf_ops=True" in fix
+    assert info.value.__cause__ is not None  # the converter's output, for --verbose
+    model.save(tmp_path / "r.keras")
+    assert cli(["convert", str(tmp_path / "r.keras"), "-o", str(tmp_path / "r.tflite")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "'rnn'" in err[0] and "--select-tf-ops" in err[1]
+
+
+def test_F14_mixed_float16_model_converts_with_a_notice(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = _mlp()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    with pytest.warns(UserWarning, match="mixed-precision.*float32 copy"):
+        path = to_tflite(model, tmp_path / "mixed.tflite")
+    assert load_interpreter(path) is not None
