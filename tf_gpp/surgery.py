@@ -16,9 +16,8 @@ import numpy as np
 from tf_gpp.errors import UnsupportedModelError
 from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.graph.flatten import model_from_config
-from tf_gpp.handlers import get_handler
 from tf_gpp.handlers.preprocessing import check_state_copyable, copy_layer_state, has_state
-from tf_gpp.handlers.registry import WeightMasks
+from tf_gpp.handlers.registry import WeightMasks, masks_for
 
 
 def prune_channels(
@@ -63,20 +62,9 @@ def slice_weight(w: np.ndarray, masks: dict[int, np.ndarray], what: str) -> np.n
 
 
 def layer_weight_masks(dep: DependencyGraph, removed: np.ndarray) -> dict[str, tuple[Any, WeightMasks, dict]]:
-    """For every layer touched by ``removed``: (layer, weight masks, new config)."""
-    g = dep.graph
-    out: dict[str, tuple[Any, WeightMasks, dict]] = {}
-    for node in g.nodes:
-        if node.node_index != 0 or not node.inputs:
-            continue
-        keep = dep.keep_masks(node, removed)
-        if not keep.changed:
-            continue
-        layer = g.op(node.layer_name)
-        handler = get_handler(layer)
-        config = handler.new_config(g.layer_config(node.layer_name), keep, layer)
-        out[node.layer_name] = (layer, handler.weight_masks(layer, keep), config)
-    return out
+    """For every layer touched by ``removed``: (layer, weight masks, new config)
+    (:meth:`DependencyGraph.layer_edits`)."""
+    return dep.layer_edits(removed)
 
 
 # Kept for callers of the former private names.
@@ -101,8 +89,8 @@ def transfer_state(g: Any, target: keras.Model, changes: dict, edit: Any = None)
         if edit is not None and name in changes and getattr(op, "weights", None):
             masks = changes[name][1]
             values = [
-                edit(v, masks[wn], f"layer '{name}' weight '{wn}'") if wn in masks else v
-                for (wn, _), v in zip(_named_weights(op), op.get_weights(), strict=True)
+                edit(v, masks_for(masks, var), f"layer '{name}' weight '{wn}'") if masks_for(masks, var) else v
+                for (wn, var), v in zip(_named_weights(op), op.get_weights(), strict=True)
             ]
         try:
             copy_layer_state(op, target.get_layer(name), values)

@@ -80,6 +80,7 @@ class DependencyGraph:
                 out_shapes=out_shapes,
                 atoms=self.atoms,
                 extra_args=node.extra_args,
+                call=g.layer_configs[node.layer_name].get("inbound_nodes", [{}] * (node.node_index + 1))[node.node_index],
             )
             handler = get_handler(layer)
             outs = handler.propagate(ctx)
@@ -266,6 +267,22 @@ class DependencyGraph:
             outputs=[~np.isin(self.tensor_roots[r], removed) for r in node.outputs],
             in_shapes=in_shapes,
         )
+
+    def layer_edits(self, removed: np.ndarray) -> dict[str, tuple]:
+        """For every layer touched by removing units ``removed``: ``(layer, weight masks, new
+        config)`` from its handler. What surgery slices and what the planner prices."""
+        out: dict[str, tuple] = {}
+        for node in self.graph.nodes:
+            if node.node_index != 0 or not node.inputs:
+                continue
+            keep = self.keep_masks(node, removed)
+            if not keep.changed:
+                continue
+            layer = self.graph.op(node.layer_name)
+            handler = get_handler(layer)
+            config = handler.new_config(self.graph.layer_config(node.layer_name), keep, layer)
+            out[node.layer_name] = (layer, handler.weight_masks(layer, keep), config)
+        return out
 
     def frozen_reasons(self) -> dict[str, str]:
         """For each layer whose output channels are all frozen, one reason why."""

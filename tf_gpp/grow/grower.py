@@ -28,9 +28,7 @@ What a candidate is compared with (``baseline``):
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -45,6 +43,7 @@ from tf_gpp.grow.errors import GrowError
 from tf_gpp.grow.inception import build_inception
 from tf_gpp.grow.spec import InceptionSpec, default_start_spec
 from tf_gpp.grow.transfer import transfer_weights
+from tf_gpp.io import RoundCheckpoint
 
 ACTIONS = ("add", "widen")
 BASELINES = ("incumbent", "continued")
@@ -431,6 +430,11 @@ GROWN_MODEL = "grown.keras"
 GROWN_STATE = "grown.json"
 
 
+def growth_checkpoint(folder: str | os.PathLike) -> RoundCheckpoint:
+    """The grower's round checkpoint in ``folder``: ``grown.json`` names the model file."""
+    return RoundCheckpoint(folder, state_name=GROWN_STATE, stale="grown_round*.keras")
+
+
 def save_growth(grown: GrowResult, folder: Path, progress: dict[str, Any] | None = None) -> None:
     """Write ``grown`` (model, spec, history) and ``progress`` to ``folder``, each file atomically.
 
@@ -438,34 +442,20 @@ def save_growth(grown: GrowResult, folder: Path, progress: dict[str, Any] | None
     last, names it: an interruption at any point leaves a state and a model that match.
     """
     progress = progress or {"done": True}
-    folder.mkdir(parents=True, exist_ok=True)
     name = GROWN_MODEL if progress.get("done", True) else f"grown_round{progress['round']}.keras"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".grown.", suffix=".keras")
-    os.close(fd)
-    grown.model.save(tmp)
-    os.replace(tmp, folder / name)
     state = {"model": name, "spec": grown.spec.to_dict(), "history": grown.history,
              "stop_reason": grown.stop_reason, "cost": asdict(grown.cost), "progress": progress}
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".grown.", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(state, f, indent=2)
-    os.replace(tmp, folder / GROWN_STATE)
-    for old in folder.glob("grown_round*.keras"):  # earlier rounds' models are no longer named
-        if old.name != name:
-            old.unlink()
+    growth_checkpoint(folder).save(state, {name: grown.model})
 
 
 def load_growth(folder: Path) -> tuple[GrowResult, dict[str, Any]] | None:
     """What :func:`save_growth` wrote to ``folder`` (``None`` if nothing): the result and its progress."""
-    state_path = folder / GROWN_STATE
-    if not state_path.exists():
-        return None
-    state = json.loads(state_path.read_text())
-    model_path = folder / state.get("model", GROWN_MODEL)
-    if not model_path.exists():
+    ckpt = growth_checkpoint(folder)
+    state = ckpt.load()
+    if state is None or not ckpt.path(state.get("model", GROWN_MODEL)).exists():
         return None
     grown = GrowResult(
-        model=keras.models.load_model(model_path), history=state["history"],
+        model=ckpt.load_model(state.get("model", GROWN_MODEL)), history=state["history"],
         spec=InceptionSpec.from_dict(state["spec"]), stop_reason=state["stop_reason"], cost=Cost(**state["cost"]),
     )
     return grown, state.get("progress", {"done": True})

@@ -15,9 +15,8 @@ import numpy as np
 
 from tf_gpp.errors import PruningRequestError
 from tf_gpp.graph.dependency import DependencyGraph
-from tf_gpp.handlers.registry import UnknownDimensionError
+from tf_gpp.handlers.registry import UnknownDimensionError, masks_for
 from tf_gpp.profile import price_graph, unknown_size_error
-from tf_gpp.surgery import layer_weight_masks
 
 
 @dataclass
@@ -140,12 +139,13 @@ def estimate_cost(dep: DependencyGraph, plan: dict[int, list[int]]) -> tuple[int
     """(params, MACs per sample) of the model after ``plan``, without rebuilding it.
 
     Priced by :func:`tf_gpp.profile.price_graph` (the same cost model as :func:`tf_gpp.profile`)
-    with pruned widths, at the input shapes ``dep`` was built with (``DependencyGraph(model,
+    with the pruned widths and configs of :meth:`DependencyGraph.layer_edits` (what surgery
+    would build), at the input shapes ``dep`` was built with (``DependencyGraph(model,
     input_shape=...)``); a cost depending on an unknown input size raises ``ArgumentError``.
     """
     removed = np.array(sorted(dep.removed_units(plan) if plan else set()), dtype=np.int64)
     g = dep.graph
-    changes = layer_weight_masks(dep, removed) if len(removed) else {}
+    changes = dep.layer_edits(removed) if len(removed) else {}
 
     def layer_params(name: str, op) -> int:
         if not getattr(op, "weights", None):
@@ -156,7 +156,7 @@ def estimate_cost(dep: DependencyGraph, plan: dict[int, list[int]]) -> tuple[int
         params = 0
         for v in op.weights:
             shape = list(v.shape)
-            for axis, mask in masks.get(v.name.split("/")[-1], {}).items():
+            for axis, mask in masks_for(masks, v).items():
                 shape[axis % len(shape)] = int(mask.sum())
             params += int(np.prod(shape, dtype=np.int64))
         return params

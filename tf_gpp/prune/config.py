@@ -1,0 +1,166 @@
+"""``CompressConfig``: every option of :func:`tf_gpp.compress`, validated in one place.
+
+``compress(model, train, val, **options)``, ``compress(..., config=CompressConfig(...))``,
+the ``tf-gpp compress``/``grow`` commands and :func:`tf_gpp.grow_push_prune`'s
+``compress_kwargs`` all build this object and call :meth:`CompressConfig.validate`, so an
+option is checked once, with one message, before any data is read or anything trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from tf_gpp.errors import PruningRequestError
+from tf_gpp.importance import Importance, get_importance
+from tf_gpp.prune.planner import Constraints
+from tf_gpp.prune.schedules import Geometric, PruningSchedule, Threshold
+
+__all__ = ["STRATEGIES", "CompressConfig", "check_target"]
+
+STRATEGIES = ("global", "threshold")
+LR_SCHEDULES = ("cosine", "constant")
+
+
+def check_target(value: Any, name: str) -> None:
+    """A target is a fraction of the base model in (0, 1] or a whole count > 1."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not np.isfinite(value) \
+            or value <= 0:
+        raise PruningRequestError(f"{name}={value!r}: give a fraction of the base model in (0, 1] or an "
+                                  "absolute count > 1")
+    if value > 1 and value != int(value):
+        raise PruningRequestError(
+            f"{name}={value}: values above 1 are absolute counts and must be whole numbers; "
+            "for a fraction of the base model give a value in (0, 1]"
+        )
+
+
+def _whole(value: Any, low: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | np.integer) and value >= low
+
+
+@dataclass
+class CompressConfig:
+    """The options of :func:`tf_gpp.compress` (documented there), with their defaults."""
+
+    validation_split: float = 0.0
+    target_macs: float | None = None
+    target_params: float | None = None
+    max_accuracy_drop: float = 0.02
+    importance: str | Importance = "gpp_lda"
+    push: bool = True
+    push_loss: Any = None
+    strategy: str = "global"
+    rounds: int = 4
+    eta: float = 0.5
+    eta_step: float = 0.25
+    push_epochs: int = 2
+    finetune_epochs: int = 2
+    final_finetune_epochs: int | None = None
+    distill: bool = False
+    learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
+    batch_size: int = 64
+    round_to: int = 1
+    min_channels: int = 1
+    ignored_layers: tuple[str, ...] | list[str] = ()
+    checkpoint_dir: str | os.PathLike | None = None
+    log_dir: str | os.PathLike | None = None
+    seed: int = 0
+    verbose: int = 1
+    callbacks: list[keras.callbacks.Callback] | None = field(default=None, repr=False)
+    recalibrate_steps: int | None = 100
+    unfreeze_pruned: bool = True
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """The option names, in order."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_kwargs(cls, config: CompressConfig | None = None, **kwargs: Any) -> CompressConfig:
+        """``config`` (or the defaults) with ``kwargs`` replacing its options; an unknown option
+        is refused with the closest names."""
+        names = cls.names()
+        for key in kwargs:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=2, cutoff=0.6)
+                hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+                raise PruningRequestError(
+                    f"unknown compress option {key!r}; {hint}valid options are {', '.join(names)}")
+        if config is not None and not isinstance(config, CompressConfig):
+            raise PruningRequestError(f"config={config!r}: expected a tf_gpp.prune.CompressConfig")
+        return dataclasses.replace(config, **kwargs) if config is not None else cls(**kwargs)
+
+    def validate(self) -> CompressConfig:
+        """Check every option (no data, no model needed); return ``self``.
+
+        Raises:
+            PruningRequestError: naming the option, its value and the accepted values.
+        """
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise PruningRequestError(f"lr_schedule={self.lr_schedule!r}: choose 'cosine' or 'constant'")
+        if self.strategy not in STRATEGIES:
+            raise PruningRequestError(f"strategy={self.strategy!r}: choose 'global' or 'threshold'")
+        if self.strategy == "global" and self.target_macs is None and self.target_params is None:
+            raise PruningRequestError("strategy='global' needs target_macs or target_params (a fraction like 0.3)")
+        if not _whole(self.rounds, 1):
+            raise PruningRequestError(f"rounds={self.rounds}: must be >= 1")
+        for name in ("push_epochs", "finetune_epochs", "final_finetune_epochs"):
+            value = getattr(self, name)
+            if value is not None and not _whole(value, 0):
+                raise PruningRequestError(f"{name}={value!r}: a whole number of epochs >= 0")
+        if self.recalibrate_steps is not None and not _whole(self.recalibrate_steps, 0):
+            raise PruningRequestError(
+                f"recalibrate_steps={self.recalibrate_steps!r}: a whole number >= 0 (0: off) or None (all)")
+        drop = self.max_accuracy_drop
+        if isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop <= 1:
+            raise PruningRequestError(f"max_accuracy_drop={drop}: a fraction of accuracy in [0, 1]")
+        get_importance(self.importance)  # unknown names: PruningRequestError listing the known ones
+        self.constraints()
+        for name in ("target_macs", "target_params"):
+            check_target(getattr(self, name), name)
+        targets = [t for t in (self.target_macs, self.target_params) if t is not None]
+        if self.strategy == "global" and targets and all(t == 1 for t in targets):
+            raise PruningRequestError(
+                f"target_macs={self.target_macs}, target_params={self.target_params}: a fraction of 1 keeps "
+                "the whole model, the base model already meets it, nothing to prune; give a fraction below 1 "
+                "(e.g. 0.3)"
+            )
+        for name in ("learning_rate", "eta", "eta_step"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise PruningRequestError(f"{name}={value!r}: a finite number >= 0")
+        if not _whole(self.batch_size, 1):
+            raise PruningRequestError(f"batch_size={self.batch_size!r}: a whole number >= 1")
+        return self
+
+    def constraints(self) -> Constraints:
+        """The structural constraints (``round_to``, ``min_channels``, ``ignored_layers``)."""
+        return Constraints(self.round_to, self.min_channels, self.ignored_layers)
+
+    def schedule(self) -> PruningSchedule:
+        """The pruning schedule of ``strategy``: geometric to the target over ``rounds``, or
+        the paper's ``eta * std`` threshold with eta raised by ``eta_step`` each round."""
+        if self.strategy == "global":
+            return Geometric(rounds=self.rounds)
+        return Threshold(self.eta, self.eta_step)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as JSON-ready values (objects as their ``repr``)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value if value is None or isinstance(value, bool | int | float | str) else (
+                list(value) if isinstance(value, tuple | list) and all(isinstance(v, str) for v in value)
+                else repr(value))
+        return out
