@@ -1,4 +1,11 @@
-"""Shared helpers of the benchmark scripts: machine facts, JSON/markdown writers."""
+"""The benchmark harness of ``tools/``: what every script shares, so a script holds its experiment alone.
+
+* :func:`machine_info` / :func:`machine_line`: CPU, cores, library versions, commit;
+* :func:`set_threads`, :func:`seeded` / :func:`seeds`: TensorFlow threads and reproducible seeds;
+* :func:`write_json`, :func:`write_atomic`, :func:`markdown_table`, :func:`save_figure`: results;
+* :func:`convert_and_time`: models -> ``.tflite`` through :func:`tf_gpp.convert.to_tflite`, timed
+  interleaved (one loop, rotating order) with :func:`tf_gpp.convert.benchmark_interleaved`.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,12 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
+
+from tf_gpp.io import replace_atomic
+from tf_gpp.io import write_atomic as _write_bytes
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
@@ -45,12 +56,62 @@ def machine_info() -> dict:
     return info
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """``text`` to ``path`` atomically (:func:`tf_gpp.io.write_atomic`)."""
+    _write_bytes(path, text)
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 110) -> Path:
+    """A matplotlib figure to ``path`` (``.png``/``.svg``) atomically."""
+    return replace_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".")),
+                          suffix=Path(path).suffix)
+
+
+def set_threads(n: int) -> bool:
+    """Pin TensorFlow to ``n`` intra-op and inter-op threads (call before any op runs); False
+    when TensorFlow was already initialised (the call then changes nothing)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(n))
+        tf.config.threading.set_inter_op_parallelism_threads(int(n))
+    except RuntimeError:
+        return False
+    return True
+
+
+def seeded(seed: int) -> int:
+    """Seed Python, NumPy and Keras/TensorFlow (``keras.utils.set_random_seed``); returns ``seed``."""
+    import keras
+
+    keras.utils.set_random_seed(int(seed))
+    return int(seed)
+
+
+def seeds(values: int | Iterable[int]) -> Iterator[int]:
+    """Iterate over seeds (``3`` means 0, 1, 2), seeding everything before each one is yielded."""
+    for seed in range(values) if isinstance(values, int) else values:
+        yield seeded(seed)
+
+
+def convert_and_time(models: dict[str, Any], out_dir: Path, *, quantization: str | None = None,
+                     representative_data: Any = None, threads: int = 1, rounds: int = 100, warmup: int = 10,
+                     max_seconds: float | None = None) -> dict[str, dict]:
+    """Convert each ``{name: keras model or .tflite path}`` with :func:`tf_gpp.convert.to_tflite`
+    and time them all interleaved in one loop; ``{name: {"path", "size_bytes", **latency}}``."""
+    from tf_gpp.convert import benchmark_interleaved, to_tflite
+
+    paths = {}
+    for name, model in models.items():
+        if isinstance(model, str | os.PathLike):
+            paths[name] = Path(model)
+        else:
+            paths[name] = Path(to_tflite(model, Path(out_dir) / f"{name}.tflite", quantization=quantization,
+                                         representative_data=representative_data))
+    reports = benchmark_interleaved(list(paths.values()), threads=threads, warmup=warmup, rounds=rounds,
+                                    max_seconds=max_seconds)
+    return {name: {"path": str(p), "size_bytes": p.stat().st_size, **rep.to_dict()}
+            for (name, p), rep in zip(paths.items(), reports, strict=True)}
 
 
 def write_json(name: str, payload: dict) -> Path:
