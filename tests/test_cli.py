@@ -280,3 +280,18 @@ def test_inspect_says_why_nothing_is_prunable(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "0 prunable channel groups" in out and "channels reach model output 'out'" in out
     assert "--all" in out
+
+
+def test_convert_mixed_float16_model_with_a_one_line_notice(tmp_path, capsys):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        inp = keras.Input((8, 8, 1))
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="c1")(inp))
+        model = keras.Model(inp, keras.layers.Dense(3, dtype="float32", name="out")(x))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    path = tmp_path / "mixed.keras"
+    model.save(path)
+    assert main(["convert", str(path), "-o", str(tmp_path / "mixed.tflite")]) == 0
+    notices = [line for line in capsys.readouterr().err.splitlines() if "mixed-precision" in line]
+    assert len(notices) == 1 and notices[0].startswith("tf-gpp: UserWarning: model") and "'c1'" in notices[0]

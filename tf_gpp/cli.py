@@ -15,6 +15,7 @@ import re
 import sys
 import tempfile
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -419,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    print(f"tf-gpp: {category.__name__}: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -428,7 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     from tf_gpp.convert import ConversionError
 
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # notices (e.g. the float32 copy of a mixed-precision model) on one line
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except (TfGppError, FileNotFoundError) as e:
         if args.verbose:
             traceback.print_exc()
