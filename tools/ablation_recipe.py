@@ -11,15 +11,16 @@ budget and ``result.model`` is the model at the budget.
 
 Recipes (issue 12, item 4) — epochs per run in the table, since some recipes train more:
 
-* ``default``: ``compress``'s defaults at run time.
-* ``push``: LDA utility + push, 4 rounds of 2 push + 2 fine-tune epochs (the old default).
-* ``no_push``: the LDA utility without push, 4 rounds of 4 fine-tune epochs (equal epochs).
+The per-run budget is the specialisation benchmark's: 2 rounds of 2 epochs.
+
+* ``push``: LDA utility + push, 2 rounds of 1 push + 1 fine-tune epoch (the benchmark's ``gpp``).
+* ``no_push``: the LDA utility without push, 2 rounds of 2 fine-tune epochs (equal epochs).
 * ``push_distill`` / ``no_push_distill``: the same with knowledge distillation from the base.
 * ``gentle_align``: push with the alignment weight ``g`` 0.1 instead of 1.0.
-* ``rounds2``: push, 2 rounds of 4 + 4 epochs (equal epochs, bigger steps).
-* ``no_push_long_final``: no push, the last round fine-tuned 12 epochs instead of 4.
+* ``rounds1``: push, 1 round of 2 + 2 epochs (equal epochs, one step).
+* ``no_push_long_final``: no push, the last round fine-tuned 6 epochs instead of 2 (+4 epochs).
 * ``push_in_fit``: the task base itself trained with ``PushModel`` + ``PushSchedule`` (the user's
-  own ``fit``, same epochs as the plain base), then compressed without push (4 x 4 epochs).
+  own ``fit``, same epochs as the plain base), then compressed without push (2 x 2 epochs).
 
 Usage::
 
@@ -52,19 +53,18 @@ import numpy as np  # noqa: E402
 
 #: name -> (compress kwargs, task base kind); ``"push_loss_g"`` builds a PushLoss with that g.
 RECIPES: dict[str, dict[str, Any]] = {
-    "default": {},
-    "push": {"importance": "gpp_lda", "push": True, "rounds": 4, "push_epochs": 2, "finetune_epochs": 2},
-    "no_push": {"importance": "gpp_lda", "push": False, "rounds": 4, "push_epochs": 0, "finetune_epochs": 4},
-    "push_distill": {"importance": "gpp_lda", "push": True, "rounds": 4, "push_epochs": 2, "finetune_epochs": 2,
+    "push": {"importance": "gpp_lda", "push": True, "rounds": 2, "push_epochs": 1, "finetune_epochs": 1},
+    "no_push": {"importance": "gpp_lda", "push": False, "rounds": 2, "push_epochs": 0, "finetune_epochs": 2},
+    "push_distill": {"importance": "gpp_lda", "push": True, "rounds": 2, "push_epochs": 1, "finetune_epochs": 1,
                      "distill": True},
-    "no_push_distill": {"importance": "gpp_lda", "push": False, "rounds": 4, "push_epochs": 0,
-                        "finetune_epochs": 4, "distill": True},
-    "gentle_align": {"importance": "gpp_lda", "push": True, "rounds": 4, "push_epochs": 2, "finetune_epochs": 2,
+    "no_push_distill": {"importance": "gpp_lda", "push": False, "rounds": 2, "push_epochs": 0,
+                        "finetune_epochs": 2, "distill": True},
+    "gentle_align": {"importance": "gpp_lda", "push": True, "rounds": 2, "push_epochs": 1, "finetune_epochs": 1,
                      "push_loss_g": 0.1},
-    "rounds2": {"importance": "gpp_lda", "push": True, "rounds": 2, "push_epochs": 4, "finetune_epochs": 4},
-    "no_push_long_final": {"importance": "gpp_lda", "push": False, "rounds": 4, "push_epochs": 0,
-                           "finetune_epochs": 4, "final_finetune_epochs": 12},
-    "push_in_fit": {"importance": "gpp_lda", "push": False, "rounds": 4, "push_epochs": 0, "finetune_epochs": 4,
+    "rounds1": {"importance": "gpp_lda", "push": True, "rounds": 1, "push_epochs": 2, "finetune_epochs": 2},
+    "no_push_long_final": {"importance": "gpp_lda", "push": False, "rounds": 2, "push_epochs": 0,
+                           "finetune_epochs": 2, "final_finetune_epochs": 6},
+    "push_in_fit": {"importance": "gpp_lda", "push": False, "rounds": 2, "push_epochs": 0, "finetune_epochs": 2,
                     "base": "pushed"},
 }
 
