@@ -2,6 +2,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_GPP_OFFLINE", "1")  # never reach for the network from tests
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
