@@ -22,6 +22,7 @@ import numpy as np
 
 from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.graph.flatten import custom_objects, flat_layers, is_graph_model
+from tf_gpp.handlers.registry import masks_for
 from tf_gpp.surgery import layer_weight_masks, rebuild
 
 
@@ -79,7 +80,7 @@ def zeroed_reference(model: keras.Model, dep: DependencyGraph, removed: set[int]
         target = layers[name]
         values = target.get_weights()
         for i, w in enumerate(op.weights):
-            for axis, keep in masks.get(w.name.split("/")[-1], {}).items():
+            for axis, keep in masks_for(masks, w).items():
                 index = [slice(None)] * values[i].ndim
                 index[axis % values[i].ndim] = ~keep
                 values[i][tuple(index)] = 0

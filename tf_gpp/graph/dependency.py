@@ -80,7 +80,7 @@ class DependencyGraph:
                 out_shapes=out_shapes,
                 atoms=self.atoms,
                 extra_args=node.extra_args,
-                call=g.layer_configs[node.layer_name].get("inbound_nodes", [{}] * (node.node_index + 1))[node.node_index],
+                call=_call_of(g.layer_configs[node.layer_name], node.node_index),
             )
             handler = get_handler(layer)
             outs = handler.propagate(ctx)
@@ -293,6 +293,12 @@ class DependencyGraph:
                 if roots is not None and len(roots) and self._frozen[roots].all():
                     out.setdefault(node.layer_name, self.atoms.frozen_reason(int(roots[0])) or "")
         return out
+
+
+def _call_of(entry: dict, node_index: int) -> dict:
+    """The serialized call (``args``, ``kwargs``) of call ``node_index`` of a config entry."""
+    calls = entry.get("inbound_nodes") or []
+    return calls[node_index] if node_index < len(calls) and isinstance(calls[node_index], dict) else {}
 
 
 def _positions_per_unit(

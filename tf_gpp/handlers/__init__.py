@@ -1,6 +1,7 @@
 """Per-layer-type handlers in one registry (importing this registers them all)."""
 
 from tf_gpp.handlers import (  # noqa: F401
+    attention,
     conv,
     core,
     elementwise,

@@ -1,4 +1,4 @@
-"""Layers tf_gpp prices but does not prune: recurrent layers and multi-head attention.
+"""Pricing of recurrent layers and multi-head attention (the handlers use these formulas).
 
 Their channels are frozen (the opaque treatment: gates and heads mix channels), but
 their cost is counted, per sample, with these formulas (matrix products only;
@@ -64,23 +64,15 @@ class BidirectionalHandler(OpaqueHandler):
         return None if None in parts else sum(parts)
 
 
-class MultiHeadAttentionHandler(OpaqueHandler):
-    """MultiHeadAttention: projections from the kernels' sizes, attention from the lengths."""
-
-    def __init__(self) -> None:
-        super().__init__("is an attention layer (its heads mix channels)")
-
-    def macs(self, layer, config, in_shapes, out_shapes) -> int | None:
-        kernels = {w.path.split("/")[-2]: tuple(w.shape) for w in layer.weights if w.path.endswith("kernel")}
-        if not {"query", "key", "value", "attention_output"} <= set(kernels):
-            return None
-        t = prod(in_shapes[0][1:-1])
-        s = prod(in_shapes[1][1:-1]) if len(in_shapes) > 1 else t
-        q, k, v, o = (prod(kernels[n]) for n in ("query", "key", "value", "attention_output"))
-        heads_key, heads_value = prod(kernels["query"][1:]), prod(kernels["value"][1:])
-        return t * q + s * k + s * v + t * o + t * s * (heads_key + heads_value)
+def attention_macs(
+    query: Shape, key: Shape, value: Shape, output: Shape, heads: int, key_dim: int, value_dim: int
+) -> int:
+    """MACs of one ``MultiHeadAttention`` call from its input/output shapes and head sizes."""
+    t, s = prod(query[1:-1]), prod(value[1:-1])
+    dq, dk, dv, do = (prod(x[-1:]) for x in (query, key, value, output))
+    projections = t * dq * heads * key_dim + s * dk * heads * key_dim + s * dv * heads * value_dim
+    return projections + t * heads * value_dim * do + t * s * heads * (key_dim + value_dim)
 
 
 register_handler(keras.layers.SimpleRNN, keras.layers.GRU, keras.layers.LSTM, keras.layers.RNN)(RecurrentHandler())
 register_handler(keras.layers.Bidirectional)(BidirectionalHandler())
-register_handler(keras.layers.MultiHeadAttention)(MultiHeadAttentionHandler())

@@ -43,6 +43,7 @@ class NodeContext:
     out_shapes: list[Shape]
     atoms: AtomTable
     extra_args: list[Any] = field(default_factory=list)
+    call: dict = field(default_factory=dict)  # the serialized call: {"args": [...], "kwargs": {...}}
 
     @property
     def name(self) -> str:
@@ -82,6 +83,15 @@ class Keep:
     @property
     def changed(self) -> bool:
         return not all(m.all() for m in (*self.inputs, *self.outputs))
+
+
+def masks_for(masks: WeightMasks, variable: Any) -> dict[int, np.ndarray]:
+    """The keep masks of one weight ``variable`` of a layer: by its full ``path`` first (layers
+    with several weights of one name, e.g. MultiHeadAttention's four ``kernel``), else by name."""
+    path = getattr(variable, "path", None)
+    if path is not None and path in masks:
+        return masks[path]
+    return masks.get(variable.name.split("/")[-1], {})
 
 
 def _channels(shape: Shape) -> int:

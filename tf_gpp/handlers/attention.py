@@ -1,0 +1,135 @@
+"""MultiHeadAttention: the model dimension in and out.
+
+* The query, key and value inputs are read by the ``query``/``key``/``value``
+  projections (kernels ``(d_in, heads, key_dim|value_dim)``): removing an input
+  channel removes one kernel row, exactly as for a Dense layer.
+* The output channels are new channels made by the ``attention_output``
+  projection (kernel ``(heads, value_dim, d_out)``): they can be pruned like Dense
+  units; the rewritten layer gets an explicit ``output_shape``.
+
+In a transformer the inputs and the output sit on the residual stream, so these
+channels are coupled with every ``Add`` of the stream (and with every
+LayerNormalization on it, which is frozen unless the approximate opt-in of
+:mod:`tf_gpp.handlers.layernorm` is used). Attention masks and the attention
+scores output are never pruned. ``use_gate=True`` and a multi-axis ``output_shape``
+are left opaque. Pricing is in :mod:`tf_gpp.handlers.recurrent`.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import keras
+import numpy as np
+
+from tf_gpp.handlers.recurrent import attention_macs
+from tf_gpp.handlers.registry import Keep, LayerHandler, NodeContext, WeightMasks, register_handler
+
+_POSITIONAL = ("query", "value", "key")
+_PROJECTIONS = ("query", "key", "value")
+
+
+def call_roles(call: dict) -> list[str]:
+    """The argument name of each tensor of a serialized layer call, in the order of the
+    call's inputs (positional arguments 0-2 are ``query``, ``value``, ``key``)."""
+    roles: list[str] = []
+
+    def walk(obj: Any, role: str) -> None:
+        if isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__":
+            roles.append(role)
+        elif isinstance(obj, dict) and "class_name" not in obj:
+            for v in obj.values():
+                walk(v, role)
+        elif isinstance(obj, list | tuple):
+            for v in obj:
+                walk(v, role)
+
+    for i, arg in enumerate(call.get("args", []) or []):
+        walk(arg, _POSITIONAL[i] if i < len(_POSITIONAL) else f"argument {i}")
+    for key, value in (call.get("kwargs", {}) or {}).items():
+        walk(value, key)
+    return roles
+
+
+def weight_parts(layer: Any) -> dict[str, tuple[Any, str]]:
+    """``{variable path: (variable, "query/kernel")}`` for the weights of an attention layer."""
+    out = {}
+    for v in layer.weights:
+        parts = v.path.split("/")
+        out[v.path] = (v, "/".join(parts[-2:]))
+    return out
+
+
+def _output_width(config: dict) -> bool:
+    """Whether ``output_shape`` is unset or one axis (the output is ``(..., d_out)``)."""
+    shape = config.get("output_shape")
+    return shape is None or isinstance(shape, int) or (isinstance(shape, list | tuple) and len(shape) == 1)
+
+
+# Roles of the inputs of each attention layer's calls, read at tracing time (weight masks
+# and pricing see only shapes in input order).
+_ROLES: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
+
+
+@register_handler(keras.layers.MultiHeadAttention)
+class MultiHeadAttentionHandler(LayerHandler):
+    """Query/key/value input channels and the output channels of ``MultiHeadAttention``."""
+
+    def propagate(self, ctx: NodeContext) -> list[np.ndarray]:
+        if ctx.config.get("use_gate"):
+            return ctx.freeze_all(ctx.reason("has a gate (use_gate=True), which tf_gpp does not slice"))
+        if not _output_width(ctx.config):
+            return ctx.freeze_all(ctx.reason("has a multi-axis output_shape"))
+        roles = call_roles(ctx.call)
+        if len(roles) != len(ctx.in_atoms) or not {"query", "value"} <= set(roles):
+            return ctx.freeze_all(ctx.reason("is called with inputs tf_gpp cannot attribute to query/key/value"))
+        seen = _ROLES.get(ctx.layer)
+        if seen is not None and seen != roles:
+            return ctx.freeze_all(ctx.reason("is shared between calls with different arguments"))
+        _ROLES[ctx.layer] = roles
+        for role, atoms in zip(roles, ctx.in_atoms, strict=True):
+            if role not in _PROJECTIONS:
+                ctx.freeze(atoms, ctx.reason(f"reads '{role}' as a mask"))
+        width = ctx.out_shapes[0][-1]
+        outs = [ctx.new_atoms(int(width) if width is not None else 0)]
+        for shape in ctx.out_shapes[1:]:  # return_attention_scores=True
+            n = int(shape[-1]) if shape and shape[-1] is not None else 0
+            outs.append(ctx.new_atoms(n, frozen=ctx.reason("returns attention scores")))
+        return outs
+
+    def new_config(self, config: dict, keep: Keep, layer: Any) -> dict:
+        config["output_shape"] = int(keep.outputs[0].sum())
+        return config
+
+    def weight_masks(self, layer: Any, keep: Keep) -> WeightMasks:
+        roles = _ROLES.get(layer, list(_POSITIONAL[: len(keep.inputs)]))
+        by_role = {r: m for r, m in zip(roles, keep.inputs, strict=False) if r in _PROJECTIONS}
+        by_role.setdefault("key", by_role["value"])
+        out_mask = keep.outputs[0]
+        masks: WeightMasks = {}
+        for path, (_, part) in weight_parts(layer).items():
+            sub, name = part.split("/")
+            if sub in _PROJECTIONS and name == "kernel":
+                masks[path] = {0: by_role[sub]}
+            elif sub == "attention_output":
+                masks[path] = {-1: out_mask} if name == "kernel" else {0: out_mask}
+        return masks
+
+    def macs(self, layer, config, in_shapes, out_shapes) -> int | None:
+        traced = layer in _ROLES
+        # Untraced (profile): query and value are the first two inputs, the key's width is
+        # the key kernel's; traced: the key is the value unless passed.
+        roles = _ROLES[layer] if traced else ["query", "value"]
+        shapes = dict(zip(roles, in_shapes, strict=False))
+        if "query" not in shapes or "value" not in shapes:
+            return None
+        key = shapes.get("key")
+        if key is None:
+            rows = [v.shape[0] for v, part in weight_parts(layer).values() if part == "key/kernel"]
+            width = rows[0] if rows and not traced else shapes["value"][-1]
+            key = (*shapes["value"][:-1], width)
+        heads = int(config["num_heads"])
+        key_dim = int(config["key_dim"])
+        value_dim = int(config.get("value_dim") or key_dim)
+        return attention_macs(shapes["query"], key, shapes["value"], out_shapes[0], heads, key_dim, value_dim)
