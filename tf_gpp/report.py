@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import keras
 import numpy as np
 
 from tf_gpp.discriminant import feature_model, find_feature_layer
+from tf_gpp.io import replace_atomic, write_atomic
 from tf_gpp.profile import profile
 
 
@@ -103,14 +103,10 @@ def plot_report(
         fig.colorbar(sc, ax=axes[i - 1], fraction=0.04)
     fig.suptitle(title)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    try:
+        return replace_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
+    finally:
+        plt.close(fig)
 
 
 def html_report(path: str | os.PathLike, png: str | os.PathLike, history: dict, extra: dict[str, Any] | None = None) -> Path:
@@ -130,9 +126,4 @@ def html_report(path: str | os.PathLike, png: str | os.PathLike, history: dict, 
         f"<tr><td>base</td><td>{b['params']:,}</td><td>{b['macs']:,}</td><td>100%</td><td>{100 * b['accuracy']:.2f}%</td></tr>"
         f"{rows}</table>"
     )
-    out = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".html")
-    with os.fdopen(fd, "w") as f:
-        f.write(page)
-    os.replace(tmp, out)
-    return out
+    return write_atomic(path, page)
