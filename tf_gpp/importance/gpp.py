@@ -29,7 +29,7 @@ import numpy as np
 
 from tf_gpp.data.intake import labelled_batches
 from tf_gpp.discriminant import ScatterStats, feature_model, find_feature_layer, neuron_utility
-from tf_gpp.errors import DataError
+from tf_gpp.errors import ArgumentError, DataError
 from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.importance.base import Importance, per_class_sample
 from tf_gpp.importance.gates import ChannelGate, gate_gradients, gated_model
@@ -82,9 +82,9 @@ class GPPUtility(Importance):
         output: str | None = None,
     ) -> None:
         if utility not in UTILITIES:
-            raise ValueError(f"utility={utility!r}: choose one of {UTILITIES}")
+            raise ArgumentError(f"GPPUtility(utility={utility!r}): choose one of {UTILITIES}")
         if trace not in TRACES:
-            raise ValueError(f"trace={trace!r}: choose one of {TRACES}")
+            raise ArgumentError(f"GPPUtility(trace={trace!r}): choose one of {TRACES}")
         self.utility = utility
         self.trace = trace
         self.feature_layer = feature_layer

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from tf_gpp.errors import PruningRequestError
+from tf_gpp.errors import ArgumentError, PruningRequestError
 from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.handlers.registry import UnknownDimensionError, masks_for
 from tf_gpp.profile import price_graph, unknown_size_error
@@ -193,7 +193,7 @@ def plan_global(
     bisection on the global ranking, with the cost estimated exactly.
     """
     if target_macs is None and target_params is None:
-        raise ValueError("plan_global needs target_macs or target_params")
+        raise PruningRequestError("plan_global needs target_macs or target_params (absolute counts)")
     groups = prunable_groups(dep, constraints)
     entries = []
     for gi in groups:
@@ -252,9 +252,10 @@ def group_scores(dep: DependencyGraph, importance, groups: Iterable[int] | None 
     for gi in ids:
         s = np.asarray(importance(dep, dep.groups[gi]), dtype=np.float64)
         if s.shape != (dep.groups[gi].size,) or not np.all(np.isfinite(s)):
-            raise ValueError(
+            raise ArgumentError(
                 f"{importance!r} returned scores of shape {s.shape} (finite: {np.all(np.isfinite(s))}) "
-                f"for group {gi} of size {dep.groups[gi].size}"
+                f"for group {gi} of size {dep.groups[gi].size}; an Importance must return one finite "
+                "score per unit of the group"
             )
         out[gi] = s
     return out
