@@ -21,27 +21,12 @@ import numpy as np
 from tf_gpp.errors import PruningRequestError
 from tf_gpp.importance import Importance, get_importance
 from tf_gpp.prune.planner import Constraints
-from tf_gpp.prune.schedules import Geometric, PruningSchedule, Threshold
+from tf_gpp.prune.schedules import Geometric, PruningSchedule, Threshold, resolve_target
 
-__all__ = ["STRATEGIES", "CompressConfig", "check_target"]
+__all__ = ["STRATEGIES", "CompressConfig"]
 
 STRATEGIES = ("global", "threshold")
 LR_SCHEDULES = ("cosine", "constant")
-
-
-def check_target(value: Any, name: str) -> None:
-    """A target is a fraction of the base model in (0, 1] or a whole count > 1."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not np.isfinite(value) \
-            or value <= 0:
-        raise PruningRequestError(f"{name}={value!r}: give a fraction of the base model in (0, 1] or an "
-                                  "absolute count > 1")
-    if value > 1 and value != int(value):
-        raise PruningRequestError(
-            f"{name}={value}: values above 1 are absolute counts and must be whole numbers; "
-            "for a fraction of the base model give a value in (0, 1]"
-        )
 
 
 def _whole(value: Any, low: int) -> bool:
@@ -128,7 +113,7 @@ class CompressConfig:
         get_importance(self.importance)  # unknown names: PruningRequestError listing the known ones
         self.constraints()
         for name in ("target_macs", "target_params"):
-            check_target(getattr(self, name), name)
+            resolve_target(getattr(self, name), 1, name)  # a fraction in (0, 1] or a whole count
         targets = [t for t in (self.target_macs, self.target_params) if t is not None]
         if self.strategy == "global" and targets and all(t == 1 for t in targets):
             raise PruningRequestError(
