@@ -7,6 +7,8 @@ import pytest
 
 import tf_gpp
 from tests.handlers.test_attention import FF, D, T, _inputs, _randomize, _run, _zero, transformer
+from tf_gpp.convert import to_tflite
+from tf_gpp.convert.interpreter import load_interpreter, predict
 from tf_gpp.handlers.layernorm import approximate_normalization
 from tf_gpp.testing import reloaded
 
@@ -73,7 +75,7 @@ def test_norm_is_frozen_by_default_and_approximate_on_request(kind, tmp_path):
     np.testing.assert_allclose(_run(keras.saving.load_model(tmp_path / "slim.keras"), [x]), got, atol=1e-6)
 
 
-def test_residual_stream_without_norms_prunes_exactly():
+def test_residual_stream_without_norms_prunes_exactly(tmp_path):
     """Every Add, the attention's inputs and output and the MLP's in/out couple into one group."""
     m = transformer(ln=False)
     _randomize(m)
@@ -91,6 +93,8 @@ def test_residual_stream_without_norms_prunes_exactly():
     np.testing.assert_allclose(_run(slim, xs), _run(ref, xs), rtol=1e-5, atol=1e-5)
     assert slim.get_layer("mha").get_config()["output_shape"] in (D - 4, (D - 4,), [D - 4])
     assert tf_gpp.profile(slim).macs < tf_gpp.profile(m).macs
+    tfl = to_tflite(slim, tmp_path / "slim.tflite")  # the pruned attention converts
+    np.testing.assert_allclose(predict(load_interpreter(tfl), xs[0]), _run(slim, xs), rtol=1e-4, atol=1e-4)
 
 
 def test_transformer_stream_with_layernorm_prunes_under_the_opt_in(tmp_path):
