@@ -792,3 +792,21 @@ def test_F14_mixed_float16_model_converts_with_a_notice(tmp_path):
     with pytest.warns(UserWarning, match="mixed-precision.*float32 copy"):
         path = to_tflite(model, tmp_path / "mixed.tflite")
     assert load_interpreter(path) is not None
+
+
+# -- channels through norms and recurrent state (M12) --------------------------------------------
+def test_M12_norm_over_channels_and_stateful_rnn_freeze_with_their_reason():
+    from tf_gpp.handlers.layernorm import approximate_normalization
+
+    inp = keras.Input((4, 6), batch_size=2)
+    x = keras.layers.Dense(8, name="p")(inp)
+    x = keras.layers.LayerNormalization(name="norm")(x)
+    x = keras.layers.LSTM(5, stateful=True, name="rnn")(x)
+    model = keras.Model(inp, keras.layers.Dense(2, name="head")(x))
+    with pytest.raises(tf_gpp.PruningRequestError, match="'norm' \\(LayerNormalization\\) normalizes across channels"):
+        tf_gpp.prune_channels(model, {"p": [0]})
+    with pytest.raises(tf_gpp.PruningRequestError, match="'rnn' \\(LSTM\\) is stateful"):
+        tf_gpp.prune_channels(model, {"rnn": [0]})
+    with approximate_normalization():
+        slim = tf_gpp.prune_channels(model, {"p": [0, 3]})
+    assert slim.get_layer("norm").get_weights()[0].shape == (6,)
