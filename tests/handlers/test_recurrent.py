@@ -141,3 +141,28 @@ def test_stateful_and_generic_rnn_stay_frozen():
     with pytest.raises(tf_gpp.PruningRequestError, match="stateful"):
         tf_gpp.prune_channels(m, {"stateful": [0]})
     assert tf_gpp.profile(m).macs > 0
+
+
+def test_l1_scores_units_from_their_gate_columns():
+    from tf_gpp.graph.dependency import DependencyGraph
+    from tf_gpp.importance import L1Norm
+
+    inp = keras.Input((T, F))
+    x = keras.layers.Bidirectional(keras.layers.LSTM(U, return_sequences=True), name="bi")(inp)
+    x = keras.layers.GRU(6, name="gru")(x)
+    m = keras.Model(inp, keras.layers.Dense(2, name="head")(x))
+    _randomize(m)
+    dep = DependencyGraph(m)
+    l1 = L1Norm()
+    l1.prepare(m, dep)
+    by_producer = {tuple(g.producers): l1(dep, g) for g in dep.groups}
+
+    def by_hand(layer, gates):  # |kernel| + |recurrent_kernel| of each unit's gate columns
+        k, r = (np.abs(w) for w in layer.get_weights()[:2])
+        units = r.shape[0]
+        return sum(w[:, g * units:(g + 1) * units].sum(axis=0) for w in (k, r) for g in range(gates))
+
+    bi = m.get_layer("bi")
+    np.testing.assert_allclose(by_producer[("bi",)], by_hand(bi.forward_layer, 4) + by_hand(bi.backward_layer, 4),
+                               rtol=1e-5)
+    np.testing.assert_allclose(by_producer[("gru",)], by_hand(m.get_layer("gru"), 3), rtol=1e-5)

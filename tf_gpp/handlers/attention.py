@@ -116,6 +116,14 @@ class MultiHeadAttentionHandler(LayerHandler):
                 masks[path] = {-1: out_mask} if name == "kernel" else {0: out_mask}
         return masks
 
+    def filter_l1(self, layer: Any) -> np.ndarray | None:
+        """Sum of |attention_output kernel| entries making each output channel."""
+        for v, part in weight_parts(layer).values():
+            if part == "attention_output/kernel":
+                k = np.abs(np.asarray(v))
+                return k.reshape(-1, k.shape[-1]).sum(axis=0)
+        return None
+
     def macs(self, layer, config, in_shapes, out_shapes) -> int | None:
         traced = layer in _ROLES
         # Untraced (profile): query and value are the first two inputs, the key's width is

@@ -90,6 +90,16 @@ def recurrent_masks(layer: Any, in_mask: np.ndarray, unit_mask: np.ndarray, by_p
     return {v.path: by_name[v.name] for v in layer.weights if v.name in by_name}
 
 
+def unit_l1(layer: Any) -> np.ndarray:
+    """Sum of |kernel| and |recurrent kernel| entries of each unit's gate columns."""
+    gates, units = _UNIT_LAYERS[type(layer)], int(layer.units)
+    total = np.zeros(units)
+    for v in layer.weights:
+        if v.name in ("kernel", "recurrent_kernel"):
+            total += np.abs(np.asarray(v)).reshape(-1, gates, units).sum(axis=(0, 1))
+    return total
+
+
 class RecurrentHandler(LayerHandler):
     """SimpleRNN, GRU, LSTM: ``units`` new channels (their outputs and states), input channels
     read by the kernel rows. ``RNN(cell)`` stays opaque (priced only)."""
@@ -110,6 +120,9 @@ class RecurrentHandler(LayerHandler):
 
     def weight_masks(self, layer: Any, keep: Keep) -> WeightMasks:
         return recurrent_masks(layer, keep.inputs[0], keep.outputs[0])
+
+    def filter_l1(self, layer: Any) -> np.ndarray | None:
+        return unit_l1(layer) if type(layer) in _UNIT_LAYERS else None
 
     def macs(self, layer, config, in_shapes, out_shapes) -> int | None:
         return rnn_macs(layer, in_shapes[0], config.get("units"))
@@ -175,6 +188,14 @@ class BidirectionalHandler(LayerHandler):
         masks = recurrent_masks(layer.forward_layer, keep.inputs[0], mf, by_path=True)
         masks.update(recurrent_masks(layer.backward_layer, keep.inputs[0], mb, by_path=True))
         return masks
+
+    def filter_l1(self, layer: Any) -> np.ndarray | None:
+        if {type(layer.forward_layer), type(layer.backward_layer)} - set(_UNIT_LAYERS):
+            return None
+        f, b = unit_l1(layer.forward_layer), unit_l1(layer.backward_layer)
+        if layer.merge_mode == "concat":
+            return np.concatenate([f, b])
+        return f if layer.merge_mode is None else f + b
 
     def macs(self, layer, config, in_shapes, out_shapes) -> int | None:
         units = [config["layer"]["config"].get("units"),

@@ -134,6 +134,11 @@ class LayerHandler:
         """Keep masks per weight name and axis; weights not named are copied whole."""
         return {}
 
+    def filter_l1(self, layer: Any) -> np.ndarray | None:
+        """Sum of |weights| making each channel of the first output (None: the generic
+        ``kernel``-based rule of :func:`tf_gpp.importance.magnitude.filter_l1` applies)."""
+        return None
+
     def macs(self, layer: Any, config: dict, in_shapes: list[Shape], out_shapes: list[Shape]) -> int | None:
         """Multiply-accumulates of one call, per sample (``None``: this call cannot be priced).
 

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from tf_gpp.graph.dependency import DependencyGraph
+from tf_gpp.handlers import get_handler
 from tf_gpp.importance.base import Importance
 
 _CONV_T = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
@@ -15,6 +16,9 @@ _CONV_T = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.lay
 
 def filter_l1(layer: Any) -> np.ndarray | None:
     """Sum of |weights| of each output channel's filter (None if the layer has none)."""
+    own = get_handler(layer).filter_l1(layer)
+    if own is not None:  # layers whose weights are not one kernel (recurrent, attention)
+        return own
     if isinstance(layer, keras.layers.Embedding):
         return np.abs(np.asarray(layer.embeddings)).sum(axis=0)
     if isinstance(layer, keras.layers.SeparableConv1D | keras.layers.SeparableConv2D):
