@@ -224,6 +224,7 @@ def run_prune_job(job: dict, cfg: dict, mode: str, base_path: Path, workdir: Pat
     if kw.get("importance") == "random":
         kw["importance"] = RandomImportance(seed=seed)
     train = fc.fraction_dataset(data["x_train"], data["y_train"], cfg["unit_epochs"], cfg["batch_size"], seed)
+    resumed = (workdir / f"{job['id']}_rounds" / "state.json").exists()  # earlier rounds' time not counted
     t0, cpu0 = time.time(), time.process_time()
     result = tf_gpp.compress(base, train, (data["x_val"], data["y_val"]), verbose=1,
                              checkpoint_dir=workdir / f"{job['id']}_rounds", **kw)
@@ -245,6 +246,7 @@ def run_prune_job(job: dict, cfg: dict, mode: str, base_path: Path, workdir: Pat
         **_sizes(tfl),
         "seconds": round(seconds, 1),
         "cpu_seconds": round(cpu_seconds, 1),
+        "resumed": resumed,
         "rounds": history,
         "compress_kwargs": record,
         "train_steps": len(history) * cfg["units_per_round"] * unit_steps(cfg, len(data["y_train"])),
@@ -567,7 +569,8 @@ def scratch_time_limit(results: dict[str, dict], base_info: dict, budget: float)
         return None
     for pick in ("gpp", None):
         runs = [r for r in results.values() if r["budget"] == budget and r["method"] in PRUNE_METHODS
-                and (pick is None or r["method"] == pick) and r.get("cpu_seconds") is not None]
+                and (pick is None or r["method"] == pick) and r.get("cpu_seconds") is not None
+                and not r.get("resumed")]  # a resumed run's time misses its earlier rounds
         if runs:
             cpu = float(np.mean([r["cpu_seconds"] for r in runs]))
             wall = float(np.mean([r["seconds"] for r in runs]))
