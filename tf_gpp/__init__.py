@@ -14,6 +14,7 @@ Public entry points::
     slim = tf_gpp.strip(gated)                                # physically slim model
     tf_gpp.Pruner(model).step(data, target_macs=0.5)          # one step, no training
     tf_gpp.grow(train, val, ...)                              # Inception growing
+    tf_gpp.grow_push_prune(train, val, compress_kwargs=...)   # grow, then compress
     tf_gpp.convert.to_tflite(model, "m.tflite", quantization="int8", ...)
 """
 
@@ -25,13 +26,22 @@ from tf_gpp.errors import (
     TfGppError,
     UnsupportedModelError,
 )
+from tf_gpp.gpp import GPPResult, grow_push_prune
 from tf_gpp.graph import ChannelGroup, DependencyGraph, channel_groups
 from tf_gpp.graph.flatten import flatten_model
 from tf_gpp.grow import GrowResult
 from tf_gpp.grow import grow as grow_network
 from tf_gpp.handlers import LayerHandler, register_handler
 from tf_gpp.profile import Profile, input_shape_from_data, profile
-from tf_gpp.prune import CompressResult, Pruner, PruningCallback, compress, prunable, strip
+from tf_gpp.prune import (
+    CompressConfig,
+    CompressResult,
+    Pruner,
+    PruningCallback,
+    compress,
+    prunable,
+    strip,
+)
 from tf_gpp.push import PushLoss, PushModel, PushSchedule
 from tf_gpp.recalibrate import recalibrate_batchnorm
 from tf_gpp.surgery import prune_channels
@@ -41,9 +51,11 @@ __version__ = "0.1.0"
 __all__ = [
     "ArgumentError",
     "ChannelGroup",
+    "CompressConfig",
     "CompressResult",
     "DataError",
     "DependencyGraph",
+    "GPPResult",
     "GrowResult",
     "LayerHandler",
     "Profile",
@@ -62,6 +74,7 @@ __all__ = [
     "discriminant",
     "flatten_model",
     "grow",
+    "grow_push_prune",
     "grow_network",
     "importance",
     "input_shape_from_data",

@@ -18,7 +18,7 @@ Sections, all on the same data pipelines, Adam(1e-3), batch 128, one seed:
     the grown net's, trained from scratch for the same epochs as (a).
 (d) **GPP vs same size** - the earlier accepted net of the growth trajectory
     whose MACs are closest to half the grown net's is the reference; the grown
-    net is pushed and pruned with ``tf_gpp.grow.compress_grown`` (i.e.
+    net is pushed and pruned with ``tf_gpp.gpp.compress_grown`` (i.e.
     ``tf_gpp.compress``: importance ``gpp_lda``, push, distillation from the
     grown net, global ranking) to at most the
     reference's MACs *and* params, and compared side by side with the reference
@@ -58,11 +58,11 @@ import numpy as np  # noqa: E402
 from _report import RESULTS, machine_info, machine_line, markdown_table, write_atomic, write_json  # noqa: E402
 
 from tf_gpp.data import load_fashion_mnist  # noqa: E402
+from tf_gpp.gpp import compress_grown  # noqa: E402
 from tf_gpp.grow import (  # noqa: E402
     Grower,
     InceptionSpec,
     build_inception,
-    compress_grown,
     default_start_spec,
     model_cost,
 )

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_gpp.errors import DataError
-from tf_gpp.grow import GPPResult, GrowError, as_pipelines, grow_push_prune, model_cost
+from tf_gpp.errors import DataError, PruningRequestError
+from tf_gpp.gpp import GPPResult, as_pipelines, grow_push_prune
+from tf_gpp.grow import GrowError, model_cost
+from tf_gpp.prune import CompressConfig
 
 EAGER = {"run_eagerly": True}
 GROW = dict(start=1, start_width=4, max_rounds=1, min_delta=-1.0, actions=("add",),
@@ -95,11 +97,16 @@ def test_input_forms(tiny_digits):
     [
         (dict(grow_kwargs={"max_round": 2}), GrowError, "unknown option 'max_round'"),
         (dict(grow_kwargs={"num_classes": 3}), GrowError, "pass it to grow_push_prune"),
-        (dict(compress_kwargs={"targt_macs": 0.5}), GrowError, "unknown option 'targt_macs'"),
-        (dict(compress_kwargs={"model": None}), GrowError, "may not set 'model'"),
-        (dict(compress_kwargs={"target_macs": -1}), GrowError, "target_macs"),
-        (dict(compress_kwargs={"importance": "nope"}), GrowError, "unknown importance"),
-        (dict(compress_kwargs={"checkpoint_dir": "a"}, checkpoint_dir="b"), GrowError, "not both"),
+        # compress options are checked by CompressConfig.validate, as compress itself does
+        (dict(compress_kwargs={"targt_macs": 0.5}), PruningRequestError,
+         "unknown compress option 'targt_macs'; did you mean 'target_macs'"),
+        (dict(compress_kwargs={"model": None}), PruningRequestError, "may not set 'model'"),
+        (dict(compress_kwargs={"target_macs": -1}), PruningRequestError, r"target_macs=-1: .*\(0, 1\]"),
+        (dict(compress_kwargs={"target_macs": 1}), PruningRequestError, "already meets it"),
+        (dict(compress_kwargs={"rounds": 0}), PruningRequestError, "rounds=0"),
+        (dict(compress_kwargs={"importance": "nope"}), PruningRequestError, "unknown importance"),
+        (dict(compress_kwargs=CompressConfig(strategy="magic")), PruningRequestError, "strategy='magic'"),
+        (dict(compress_kwargs={"checkpoint_dir": "a"}, checkpoint_dir="b"), PruningRequestError, "not both"),
         (dict(grow_kwargs={"max_params": 10}), GrowError, "max_params=10 is smaller"),
     ],
 )

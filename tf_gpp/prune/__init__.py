@@ -4,6 +4,7 @@
 from tf_gpp.prune import schedules
 from tf_gpp.prune.callback import PruningCallback
 from tf_gpp.prune.compress import CompressResult, RoundRecord, compress
+from tf_gpp.prune.config import CompressConfig
 from tf_gpp.prune.distill import Distiller
 from tf_gpp.prune.masking import ChannelMask, mask_channels, masked_view, prunable, strip
 from tf_gpp.prune.planner import (
@@ -18,6 +19,7 @@ from tf_gpp.prune.schedules import Geometric, Threshold
 
 __all__ = [
     "ChannelMask",
+    "CompressConfig",
     "CompressResult",
     "Constraints",
     "Distiller",

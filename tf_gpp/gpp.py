@@ -1,5 +1,8 @@
 """Grow -> push -> prune in one call: grow an Inception net, then :func:`tf_gpp.compress` it.
 
+This module sits above both rooms it joins: it uses :mod:`tf_gpp.grow` and
+:mod:`tf_gpp.prune`, and neither imports it (nor each other).
+
 :func:`grow_push_prune` runs :class:`tf_gpp.grow.Grower` on the data and hands a
 copy of the grown model to :func:`tf_gpp.compress` (push-train, score, prune,
 fine-tune, in rounds) on the same pipelines. :func:`compress_grown` is the
@@ -12,29 +15,30 @@ same directory skips growing and resumes compression after its last round.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
 
 from tf_gpp.data.arrays import to_sparse_labels, validate_inputs
 from tf_gpp.data.intake import as_dataset
-from tf_gpp.errors import DataError
+from tf_gpp.errors import DataError, PruningRequestError
 from tf_gpp.grow.checks import resolve_data, unpack_bundle
 from tf_gpp.grow.cost import Cost, model_cost
 from tf_gpp.grow.errors import GrowError
 from tf_gpp.grow.grower import Grower, GrowResult, load_growth
+from tf_gpp.prune.compress import CompressResult, compress
+from tf_gpp.prune.config import CompressConfig
 
-if TYPE_CHECKING:
-    from tf_gpp.prune.compress import CompressResult
+__all__ = ["DEFAULT_TARGET_MACS", "GPPResult", "as_pipelines", "compress_grown", "grow_push_prune"]
 
 #: ``compress`` arguments the pipeline supplies itself.
-_COMPRESS_RESERVED = ("model", "train_data", "validation_data")
+_COMPRESS_RESERVED = ("model", "train_data", "validation_data", "config")
 #: ``target_macs`` used when ``compress_kwargs`` names no target (half the grown net's MACs).
 DEFAULT_TARGET_MACS = 0.5
 #: Batch size of pipelines built from ``(x, y)`` arrays (``compress``'s default).
@@ -170,70 +174,48 @@ def _check_grow_kwargs(grow_kwargs: dict[str, Any] | None) -> dict[str, Any]:
     return dict(grow_kwargs)
 
 
-def _check_target(value: Any, key: str) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise GrowError(
-            f"compress_kwargs[{key!r}]={value!r}: give a fraction of the grown net in (0, 1) "
-            "or an absolute count > 1."
-        )
-    if value == 1:
-        raise GrowError(f"compress_kwargs[{key!r}]=1 keeps the whole grown net: nothing to prune.")
-
-
-def _check_compress_kwargs(
-    compress_kwargs: dict[str, Any] | None, checkpoint_dir: str | os.PathLike | None
-) -> dict[str, Any]:
-    """Validate ``compress`` options before anything trains; fill in the default target."""
-    from tf_gpp.importance import get_importance
-    from tf_gpp.prune.compress import compress
-
+def _compress_config(
+    compress_kwargs: dict[str, Any] | CompressConfig | None, checkpoint_dir: str | os.PathLike | None
+) -> CompressConfig:
+    """``compress_kwargs`` as a validated :class:`CompressConfig` (checked before anything
+    trains, by the same code and with the same messages as :func:`tf_gpp.compress`), with
+    ``target_macs=DEFAULT_TARGET_MACS`` when the global strategy is given no target."""
     if compress_kwargs is None:
         compress_kwargs = {}
-    if not isinstance(compress_kwargs, dict):
-        raise GrowError(
-            f"compress_kwargs must be a dict of tf_gpp.compress options, got {type(compress_kwargs).__name__}."
-        )
-    kwargs = dict(compress_kwargs)
-    params = inspect.signature(compress).parameters
-    valid = sorted(p for p in params if p not in _COMPRESS_RESERVED)
-    for key in kwargs:
-        if key in _COMPRESS_RESERVED:
-            raise GrowError(f"compress_kwargs may not set {key!r}: the pipeline passes the grown model and data.")
-        if key not in params:
-            raise GrowError(f"compress_kwargs: unknown option {key!r}; valid options are {valid}.")
-    if checkpoint_dir is not None and kwargs.get("checkpoint_dir") is not None:
-        raise GrowError(
+    if isinstance(compress_kwargs, CompressConfig):
+        cfg = compress_kwargs
+    else:
+        if not isinstance(compress_kwargs, dict):
+            raise PruningRequestError(
+                f"compress_kwargs must be a dict of tf_gpp.compress options or a CompressConfig, got "
+                f"{type(compress_kwargs).__name__}."
+            )
+        for key in compress_kwargs:
+            if key in _COMPRESS_RESERVED:
+                raise PruningRequestError(
+                    f"compress_kwargs may not set {key!r}: the pipeline passes the grown model and data.")
+        cfg = CompressConfig.from_kwargs(**compress_kwargs)
+    if checkpoint_dir is not None and cfg.checkpoint_dir is not None:
+        raise PruningRequestError(
             "Give checkpoint_dir either to grow_push_prune (compress rounds go to <dir>/compress) "
             "or in compress_kwargs, not both."
         )
-    strategy = kwargs.get("strategy", "global")
-    if strategy not in ("global", "threshold"):
-        raise GrowError(f"compress_kwargs['strategy']={strategy!r}: choose 'global' or 'threshold'.")
-    for key in ("target_macs", "target_params"):
-        _check_target(kwargs.get(key), key)
-    if strategy == "global" and kwargs.get("target_macs") is None and kwargs.get("target_params") is None:
-        kwargs["target_macs"] = DEFAULT_TARGET_MACS
-    for key in ("rounds", "push_epochs", "finetune_epochs"):
-        value = kwargs.get(key)
-        low = 1 if key == "rounds" else 0
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-            raise GrowError(f"compress_kwargs[{key!r}]={value!r}: must be an integer >= {low}.")
-    drop = kwargs.get("max_accuracy_drop")
-    if drop is not None and not 0 <= drop <= 1:
-        raise GrowError(f"compress_kwargs['max_accuracy_drop']={drop!r}: a fraction of accuracy in [0, 1].")
-    try:
-        get_importance(kwargs.get("importance", "gpp"))
-    except ValueError as e:
-        raise GrowError(f"compress_kwargs['importance']: {e}") from None
-    return kwargs
+    if cfg.strategy == "global" and cfg.target_macs is None and cfg.target_params is None:
+        cfg = dataclasses.replace(cfg, target_macs=DEFAULT_TARGET_MACS)
+    return cfg.validate()
 
 
-def _check_target_below(grown: GrowResult, kwargs: dict[str, Any]) -> None:
+def _verbose(cfg: CompressConfig, compress_kwargs: Any, verbose: int) -> CompressConfig:
+    """``verbose`` unless the caller's compress options set their own."""
+    if isinstance(compress_kwargs, CompressConfig) or (isinstance(compress_kwargs, dict) and "verbose" in compress_kwargs):
+        return cfg
+    return dataclasses.replace(cfg, verbose=verbose)
+
+
+def _check_target_below(grown: GrowResult, cfg: CompressConfig) -> None:
     """An absolute target the grown net already meets would prune nothing."""
     for key, have in (("target_macs", grown.cost.macs), ("target_params", grown.cost.params)):
-        target = kwargs.get(key)
+        target = getattr(cfg, key)
         if target is not None and target > 1 and target >= have:
             err = GrowError(
                 f"compress_kwargs[{key!r}]={target:,} is not below the grown net "
@@ -258,7 +240,7 @@ def compress_grown(
     train_data: Any,
     val_data: Any,
     *,
-    compress_kwargs: dict[str, Any] | None = None,
+    compress_kwargs: dict[str, Any] | CompressConfig | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     verbose: int = 1,
 ) -> GPPResult:
@@ -268,15 +250,12 @@ def compress_grown(
     ``(x, y)`` arrays. ``compress_kwargs`` as for :func:`grow_push_prune`; the
     compress rounds are checkpointed to ``checkpoint_dir`` itself.
     """
-    from tf_gpp.prune.compress import compress
-
-    kwargs = _check_compress_kwargs(compress_kwargs, checkpoint_dir)
+    cfg = _verbose(_compress_config(compress_kwargs, checkpoint_dir), compress_kwargs, verbose)
     if checkpoint_dir is not None:
-        kwargs["checkpoint_dir"] = checkpoint_dir
-    kwargs.setdefault("verbose", verbose)
-    _check_target_below(grown, kwargs)
+        cfg = dataclasses.replace(cfg, checkpoint_dir=checkpoint_dir)
+    _check_target_below(grown, cfg)
     t0 = time.perf_counter()
-    compressed = compress(_copy(grown.model), train_data, val_data, **kwargs)
+    compressed = compress(_copy(grown.model), train_data, val_data, config=cfg)
     return GPPResult(grown=grown, compressed=compressed,
                      seconds={"compress": round(time.perf_counter() - t0, 1)})
 
@@ -306,7 +285,8 @@ def grow_push_prune(
         grow_kwargs: options of :func:`tf_gpp.grow.grow` / :class:`Grower`
             (``start``, ``max_params``, ``max_macs``, ``max_rounds``, ``min_delta``,
             ``epochs_per_round``, ``optimizer``, ``compile_kwargs``, ``seed``, ...).
-        compress_kwargs: options of :func:`tf_gpp.compress` (``target_macs``,
+        compress_kwargs: options of :func:`tf_gpp.compress`, as a dict or a
+            :class:`~tf_gpp.prune.CompressConfig` (``target_macs``,
             ``target_params``, ``importance``, ``push``, ``rounds``, ``push_epochs``,
             ``finetune_epochs``, ``max_accuracy_drop``, ``batch_size``, ...). Targets
             <= 1 are fractions of the grown net; without a target (global
@@ -321,17 +301,18 @@ def grow_push_prune(
         ``.summary()``, ``.to_dict()``.
 
     Raises:
-        GrowError: bad options in either dict (checked before any training), an
-            impossible growth budget, input too small, num_classes < 2, an absolute
-            target the grown net already meets, or a checkpoint of another task.
+        GrowError: bad ``grow_kwargs`` (checked before any training), an impossible growth
+            budget, input too small, num_classes < 2, an absolute target the grown net
+            already meets, or a checkpoint of another task.
+        PruningRequestError: bad ``compress_kwargs``, checked before any training by
+            :meth:`CompressConfig.validate` (the same checks and messages as ``compress``).
         DataError: data that is not single-label image classification data.
     """
     gkw = _check_grow_kwargs(grow_kwargs)
-    ckw = _check_compress_kwargs(compress_kwargs, checkpoint_dir)
+    cfg = _verbose(_compress_config(compress_kwargs, checkpoint_dir), compress_kwargs, verbose)
     gkw.setdefault("verbose", verbose)
-    ckw.setdefault("verbose", verbose)
-    batch_size = ckw.get("batch_size", DEFAULT_BATCH_SIZE)
-    seed = gkw.get("seed") if gkw.get("seed") is not None else ckw.get("seed", 0)
+    batch_size = cfg.batch_size
+    seed = gkw.get("seed") if gkw.get("seed") is not None else cfg.seed
     train, val, input_shape, num_classes = as_pipelines(
         train_data, val_data, input_shape, num_classes, batch_size=batch_size, seed=seed
     )
@@ -362,7 +343,7 @@ def grow_push_prune(
     grow_seconds = round(time.perf_counter() - t0, 1)
 
     result = compress_grown(
-        grown, train, val, compress_kwargs=ckw,
+        grown, train, val, compress_kwargs=cfg,
         checkpoint_dir=folder / "compress" if folder is not None else None, verbose=verbose,
     )
     result.seconds = {"grow": grow_seconds, **result.seconds}
