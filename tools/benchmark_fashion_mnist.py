@@ -247,6 +247,7 @@ def run_prune_job(job: dict, cfg: dict, mode: str, base_path: Path, workdir: Pat
         "seconds": round(seconds, 1),
         "cpu_seconds": round(cpu_seconds, 1),
         "resumed": resumed,
+        "compress_defaults": compress_defaults(),
         "rounds": history,
         "compress_kwargs": record,
         "train_steps": len(history) * cfg["units_per_round"] * unit_steps(cfg, len(data["y_train"])),
@@ -481,6 +482,8 @@ class Runner:
         self.results = load_results(self.jsonl)
         self.failed: list[str] = []
         self.done_now = 0
+        self.commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                     capture_output=True, text=True, check=False).stdout.strip() or None
 
     def run(self, job: dict, label: str) -> dict | None:
         if job["id"] in self.results:
@@ -514,6 +517,7 @@ class Runner:
             return None
         r = json.loads(result_file.read_text())
         r["job_wall_s"] = round(time.time() - t0, 1)
+        r["tf_gpp_commit"] = self.commit
         r["loadavg_end"] = os.getloadavg()
         append_result(self.jsonl, r)
         self.results[job["id"]] = r
@@ -898,6 +902,13 @@ def write_markdown(payload: dict, path: Path) -> None:
     if payload.get("skipped_for_time"):
         lines.append("- Not run within the time budget (rerun the same command with a later `--deadline-min` "
                      "to add them): " + ", ".join(payload["skipped_for_time"]) + ".")
+    commits = sorted({str(r.get("tf_gpp_commit")) for r in payload["jobs"].values()})
+    recipes = {json.dumps(r["compress_defaults"], sort_keys=True) for r in payload["jobs"].values()
+               if r.get("compress_defaults")}
+    if len(commits) > 1 or len(recipes) > 1:
+        lines.append(f"- The runs span {len(commits)} tf_gpp commits ({', '.join(commits)}) and {len(recipes)} "
+                     "set(s) of compress defaults (per run in the JSON: `jobs.*.tf_gpp_commit`, "
+                     "`jobs.*.compress_defaults`).")
     if payload.get("failed_jobs"):
         lines.append("- Failed runs: " + ", ".join(payload["failed_jobs"]) + ".")
     lines += [f"- {note}" for note in payload.get("notes", [])]
