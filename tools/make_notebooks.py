@@ -44,10 +44,10 @@ QUICKSTART = [
            "download): **push** the discriminant information into few neurons while training with a "
            "plain `model.fit`, **prune** the channels with little discriminant utility and rebuild a "
            "slimmer model, **convert** it to TFLite.\n\n"
-           "The full run takes about two minutes on 2 CPU cores. `TF_GPP_NOTEBOOK_QUICK=1` runs a tiny "
+           "The full run takes a few minutes on 2 CPU cores. `TF_GPP_NOTEBOOK_QUICK=1` runs a tiny "
            "version (fewer epochs, one round) in well under a minute: the test suite runs that."),
     ("code", SETUP + "from tf_gpp.data import load_digits\n\n"
-             "EPOCHS, ROUNDS, FINETUNE = (3, 1, 1) if QUICK else (12, 2, 3)\n"
+             "EPOCHS, ROUNDS, FINETUNE = (3, 1, 1) if QUICK else (24, 2, 3)\n"
              "ds = load_digits()\nprint(ds.describe())"),
     ("code", "inp = keras.Input(ds.input_shape)\n"
              "x = keras.layers.Conv2D(32, 3, padding='same', activation='relu', name='conv1')(inp)\n"
@@ -60,7 +60,7 @@ QUICKSTART = [
            "The push terms (`push_sep`, `push_cov`, `push_align`) are logged in `History` next to the "
            "loss. `PushSchedule(start_epoch=...)` lets the network learn something first."),
     ("code", "pushed = tf_gpp.PushModel(model)\n"
-             f"pushed.compile('adam', {LOSS}, metrics=['accuracy'])\n"
+             f"pushed.compile(keras.optimizers.Adam(3e-3), {LOSS}, metrics=['accuracy'])\n"
              "history = pushed.fit(ds.train, validation_data=ds.val, epochs=EPOCHS, verbose=0,\n"
              "                     callbacks=[tf_gpp.PushSchedule(start_epoch=EPOCHS // 3, warmup_epochs=2)])\n"
              "model = pushed.strip()  # a plain keras.Model again\n"
