@@ -13,7 +13,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import traceback
 import warnings
 from pathlib import Path
@@ -132,10 +131,9 @@ def _out_path(path: str | None, default: Path, inputs: list[str]) -> Path:
 
 
 def _save_model(model: Any, out: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".keras")
-    os.close(fd)
-    model.save(tmp)
-    os.replace(tmp, out)
+    from tf_gpp.io import save_model_atomic
+
+    save_model_atomic(model, out)
 
 
 def _parse_input_shape(text: str | None) -> Any:
@@ -215,6 +213,13 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if strategy == "global" and not has_target:
         raise UserError("compress needs --target-macs or --target-params (a fraction of the base model such "
                         "as 0.3); or pass --strategy threshold for the paper's eta*std rule without a size target")
+    config = tf_gpp.prune.CompressConfig(  # every option checked before the model and data load
+        target_macs=args.target_macs, target_params=args.target_params,
+        max_accuracy_drop=args.max_accuracy_drop, importance=args.importance, push=not args.no_push,
+        rounds=args.rounds, push_epochs=args.push_epochs, finetune_epochs=args.finetune_epochs,
+        round_to=args.round_to, distill=args.distill, checkpoint_dir=args.checkpoint_dir,
+        strategy=strategy, verbose=2 if args.verbose else 1,
+    ).validate()
     model = _load_model(args.model, args.unsafe)
     out = _out_path(args.output, Path(args.model).with_name(Path(args.model).stem + "_gpp.keras"), [args.model])
     ds = _load_data(args.data, args.limit, model=model)
@@ -222,15 +227,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     _check_data(model, args.data, ds.train, validation=ds.val if ds.val is not None else ds.test)
     if strategy == "threshold":
         print("strategy: threshold (eta*std per layer, rounds until the accuracy tolerance)")
-    res = tf_gpp.compress(
-        model, ds.train, ds.val if ds.val is not None else ds.test,
-        target_macs=args.target_macs, target_params=args.target_params,
-        max_accuracy_drop=args.max_accuracy_drop, importance=args.importance, push=not args.no_push,
-        rounds=args.rounds, push_epochs=args.push_epochs, finetune_epochs=args.finetune_epochs,
-        round_to=args.round_to, distill=args.distill, checkpoint_dir=args.checkpoint_dir,
-        strategy=strategy,
-        verbose=2 if args.verbose else 1,
-    )
+    res = tf_gpp.compress(model, ds.train, ds.val if ds.val is not None else ds.test, config=config)
     _save_model(res.model, out)
     print(res.summary())
     print(f"saved {out}")
@@ -239,7 +236,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 def cmd_grow(args: argparse.Namespace) -> int:
     from tf_gpp.grow import grow
+    from tf_gpp.prune import CompressConfig
 
+    config = CompressConfig(target_macs=args.then_compress, verbose=1).validate() if args.then_compress else None
     ds = _load_data(args.data, args.limit)
     print(ds.describe())
     out = _out_path(args.output, Path("grown.keras"), [])
@@ -249,7 +248,7 @@ def cmd_grow(args: argparse.Namespace) -> int:
     if args.then_compress:
         import tf_gpp
 
-        model = tf_gpp.compress(model, ds.train, ds.val, target_macs=args.then_compress, verbose=1).model
+        model = tf_gpp.compress(model, ds.train, ds.val, config=config).model
     _save_model(model, out)
     print(res.summary())
     print(f"saved {out}")

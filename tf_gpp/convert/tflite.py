@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-import uuid
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +40,7 @@ from tf_gpp.convert.calibration import (
     calibration_feeds,
 )
 from tf_gpp.convert.errors import ConversionError
+from tf_gpp.io import write_atomic
 
 QUANTIZATION_MODES: tuple[str | None, ...] = (None, *qmodes.names())
 """Accepted values of ``quantization`` at import time: float32, float16 weights, int8
@@ -437,22 +437,8 @@ def converter_message(model: Any, mode: str | None, detail: str) -> str:
 
 
 def _atomic_write(out: Path, data: bytes) -> None:
-    """Write ``data`` to ``out`` via a temporary sibling file and ``os.replace``."""
+    """Write ``data`` to ``out`` atomically (:func:`tf_gpp.io.write_atomic`)."""
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConversionError(f"cannot create the directory {out.parent}: {exc}") from exc
-    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        # 0o666 lets the process umask decide the final permissions, like open().
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, out)
+        write_atomic(out, data)
     except OSError as exc:
         raise ConversionError(f"cannot write {out}: {exc}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
