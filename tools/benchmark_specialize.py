@@ -356,6 +356,7 @@ def narrow_mobilenet(keras: Any, k: int, m: float) -> Any:
                                          classifier_activation=None)
     cfg = ref.get_config()
     for layer in cfg["layers"]:
+        layer.pop("build_config", None)  # built shapes of the original widths
         if layer["class_name"] == "Conv2D":
             layer["config"]["filters"] = max(1, int(round(layer["config"]["filters"] * m)))
     return keras.Model.from_config(cfg)
@@ -364,15 +365,27 @@ def narrow_mobilenet(keras: Any, k: int, m: float) -> Any:
 _WIDTH_MEMO: dict[tuple[int, float], tuple[float, int, int]] = {}
 
 
-def width_for_macs(keras: Any, k: int, target: float) -> tuple[float, int, int]:
-    """Multiplier m whose narrowed net has MACs closest to ``target``; (m, MACs, params)."""
+def width_for_macs(keras: Any, k: int, target: float, cache: Path | None = None) -> tuple[float, int, int]:
+    """Multiplier m whose narrowed net has MACs closest to ``target``; (m, MACs, params).
+    Memoised in memory and, with ``cache``, in ``cache/widths.json`` (a search builds ~10 nets)."""
+    key = f"{k}_{int(target)}"
+    file = cache / "widths.json" if cache is not None else None
+    saved = json.loads(file.read_text()) if file is not None and file.exists() else {}
+    if key in saved:
+        return tuple(saved[key])  # type: ignore[return-value]
     if (k, target) not in _WIDTH_MEMO:
         _WIDTH_MEMO[(k, target)] = _width_search(keras, k, target)
+    if file is not None:
+        saved[key] = list(_WIDTH_MEMO[(k, target)])
+        file.write_text(json.dumps(saved, indent=1))
     return _WIDTH_MEMO[(k, target)]
 
 
 def _width_search(keras: Any, k: int, target: float) -> tuple[float, int, int]:
     import tf_gpp
+
+    full = tf_gpp.profile(narrow_mobilenet(keras, k, 1.0)).macs
+    target_fraction = min(1.0, target / full)
 
     memo: dict[float, tuple[int, int]] = {}
 
@@ -383,8 +396,8 @@ def _width_search(keras: Any, k: int, target: float) -> tuple[float, int, int]:
             keras.backend.clear_session()
         return memo[m]
 
-    lo, hi = 0.02, 1.0
-    for _ in range(14):
+    lo, hi = 0.5 * target_fraction ** 0.5, min(1.0, 1.3 * target_fraction ** 0.5)  # MACs ~ m^2
+    for _ in range(8):
         mid = 0.5 * (lo + hi)
         if cost(mid)[0] > target:
             hi = mid
@@ -516,7 +529,7 @@ class Runner:
         d = self.data(task, seed)
         k = len(TASKS[task]["classes"])
         base_macs = self.done[f"base_{task}_s{seed}"]["macs"]
-        m, macs, params = width_for_macs(keras, k, budget * base_macs)
+        m, macs, params = width_for_macs(keras, k, budget * base_macs, self.cache)
         keras.utils.set_random_seed(seed)
         model = narrow_mobilenet(keras, k, m)
         epochs = factor * self.run["scratch_epochs"]
@@ -940,7 +953,7 @@ def write_plot(payload: dict, path: Path) -> None:
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{task}: {'/'.join(TASKS[task]['names'])}")
         ax.grid(alpha=0.3, which="both")
-    axes[0][-1].legend(fontsize=8, loc="lower right")
+    axes[0][-1].legend(fontsize=8, loc="best")
     m = payload["machine"]
     fig.suptitle(f"Task specialisation from a MobileNetV2-0.35 generalist ({payload['mode']}; mean ± std over seeds) · "
                  f"{m['cpu']} · TF {m['tensorflow']} · {m['date']}", fontsize=9)
