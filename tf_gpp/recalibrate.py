@@ -153,11 +153,16 @@ def recalibrate_batchnorm(
             return [s.recorded[0] for s in stats]
 
         n = 0
-        for x in batches:
-            for s, (mean, var) in zip(stats, forward(x), strict=True):
-                s.mean_sum += mean.numpy()
-                s.var_sum += var.numpy()
-            n += 1
+        logger, level = tf.get_logger(), tf.get_logger().level
+        logger.setLevel("ERROR")  # a new model is traced once per call: not the retracing TF warns of
+        try:
+            for x in batches:
+                for s, (mean, var) in zip(stats, forward(x), strict=True):
+                    s.mean_sum += mean.numpy()
+                    s.var_sum += var.numpy()
+                n += 1
+        finally:
+            logger.setLevel(level)
     if n == 0:
         raise DataError("recalibrate_batchnorm: data is empty; give at least one batch of inputs")
     for s in stats:
