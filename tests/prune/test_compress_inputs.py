@@ -67,3 +67,25 @@ def test_missing_validation_refused_with_the_fix():
     x, y = _xy()
     with pytest.raises(tf_gpp.DataError, match="validation_split=0.1"):
         tf_gpp.compress(_mlp(), (x, y), **QUICK)
+
+
+def test_unknown_ignored_layer_refused_before_any_training():
+    x, y = _xy()
+
+    class NoTraining(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            raise AssertionError("compress trained before refusing the typo")
+
+    with pytest.raises(tf_gpp.PruningRequestError, match="dense_typo"):
+        tf_gpp.compress(_mlp(), (x, y), (x, y), ignored_layers=["dense_typo"], callbacks=[NoTraining()], **QUICK)
+
+
+def test_warns_when_no_round_is_within_tolerance():
+    x, y = _xy(n=300)
+    model = _mlp()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=30, verbose=0)
+    with pytest.warns(UserWarning, match="no round stayed within max_accuracy_drop=0.0"):
+        res = tf_gpp.compress(model, (x, y), (x, y), target_macs=0.05, rounds=1, push=False, finetune_epochs=0,
+                              importance="random", max_accuracy_drop=0.0, verbose=0)
+    assert res.smallest_within_tolerance is None and res.model is res.most_accurate

@@ -35,6 +35,7 @@ from tf_gpp.io import RoundCheckpoint
 from tf_gpp.profile import input_shape_from_data, profile
 from tf_gpp.prune.config import CompressConfig
 from tf_gpp.prune.distill import Distiller
+from tf_gpp.prune.planner import validate_ignored_layers
 from tf_gpp.prune.pruner import Pruner
 from tf_gpp.prune.schedules import Cost, resolve_target
 from tf_gpp.recalibrate import recalibrate_batchnorm
@@ -133,6 +134,7 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
     cfg = CompressConfig.from_kwargs(config, **options).validate()
     keras.utils.set_random_seed(cfg.seed)
     base_dep = _check_model(model)
+    validate_ignored_layers(base_dep, cfg.ignored_layers)  # a typo is refused before any training
     x, y, validation_data = split_fit_arguments(train_data, validation_data)  # compress(model, x, y) as fit
     train, val, task = as_training_data(model, x, y, validation_data=validation_data,
                                         validation_split=cfg.validation_split, batch_size=cfg.batch_size,
@@ -225,6 +227,12 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
     within = [h for h in history if h.within_tolerance]
     smallest = min(within, key=lambda h: h.macs) if within else None
     chosen = smallest or best
+    if smallest is None:
+        warnings.warn(
+            f"no round stayed within max_accuracy_drop={cfg.max_accuracy_drop} of the base accuracy "
+            f"{base_acc:.4f}; returning the most accurate round ({best.round}: {best.accuracy:.4f} at "
+            f"{100 * best.macs_ratio:.1f}% MACs). Give more fine-tuning (finetune_epochs, "
+            "final_finetune_epochs), a milder target, or more rounds.", UserWarning, stacklevel=2)
     return CompressResult(
         model=models[chosen.round],
         most_accurate=models[best.round],
