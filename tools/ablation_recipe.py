@@ -21,6 +21,7 @@ The per-run budget is the specialisation benchmark's: 2 rounds of 2 epochs.
 * ``no_push_long_final``: no push, the last round fine-tuned 6 epochs instead of 2 (+4 epochs).
 * ``push_in_fit``: the task base itself trained with ``PushModel`` + ``PushSchedule`` (the user's
   own ``fit``, same epochs as the plain base), then compressed without push (2 x 2 epochs).
+* ``l1``, ``bn_scale``, ``taylor``, ``random``: the task-agnostic criteria, no push, 2 x 2 epochs.
 
 Usage::
 
@@ -66,6 +67,9 @@ RECIPES: dict[str, dict[str, Any]] = {
                            "finetune_epochs": 2, "final_finetune_epochs": 6},
     "push_in_fit": {"importance": "gpp_lda", "push": False, "rounds": 2, "push_epochs": 0, "finetune_epochs": 2,
                     "base": "pushed"},
+    # the task-agnostic criteria under the same budget, base and data (no push, 2 x 2 epochs)
+    **{name: {"importance": name, "push": False, "rounds": 2, "push_epochs": 0, "finetune_epochs": 2}
+       for name in ("l1", "bn_scale", "taylor", "random")},
 }
 
 
