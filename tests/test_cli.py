@@ -258,6 +258,11 @@ def test_cli_choices_come_from_the_registries(capsys):
     data_help = next(a for a in convert._actions if "--data" in a.option_strings).help  # noqa: SLF001
     assert all(name in data_help for name in registry.names()) and ".npz" in data_help
     assert issubclass(UserError, TfGppError)
+    from tf_gpp.importance import names as importance_names
+
+    compress = parser._subparsers._group_actions[0].choices["compress"]  # noqa: SLF001
+    action = next(a for a in compress._actions if "--importance" in a.option_strings)  # noqa: SLF001
+    assert list(action.choices) == importance_names() and "gpp_lda" in action.choices
 
 
 def test_unsupported_layer_two_lines_and_dump_only_with_verbose(tmp_path, capsys):

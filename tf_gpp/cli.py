@@ -342,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from tf_gpp.convert import quantization
     from tf_gpp.data import registry
+    from tf_gpp.importance import names as importance_names
 
     d = add("demo", "the main job on an embedded default (also what plain 'tf-gpp' runs)", "tf-gpp demo --quick")
     d.add_argument("--data", default="default", help="default (Fashion-MNIST from the Debian package, the Keras cache or a download; else "
@@ -370,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="global (default: rank all channels to the target) or threshold (the paper's "
                     "eta*std per layer, no size target)")
     sp.add_argument("--max-accuracy-drop", type=float, default=0.02)
-    sp.add_argument("--importance", default="gpp_lda", help="gpp_lda (default), gpp, gpp_linear, l1, bn_scale, taylor, random")
+    sp.add_argument("--importance", default="gpp_lda", choices=importance_names(),
+                    help="how units are scored (default gpp_lda); names from tf_gpp.importance's registry")
     sp.add_argument("--no-push", action="store_true", help="prune without push training (CVIU LDA-prune)")
     sp.add_argument("--rounds", type=int, default=3)
     sp.add_argument("--push-epochs", type=int, default=1)
