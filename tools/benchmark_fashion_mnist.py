@@ -946,8 +946,9 @@ def write_plot(payload: dict, path: Path) -> None:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3, which="both")
-        accs = [100 * r["accuracy_mean"] for r in rows] + [100 * base["test_accuracy"]]
-        ax.set_ylim(min(accs) - 1.0, max(max(accs), 93.0) + 0.8)  # every point visible
+        lows = [100 * (r["accuracy_mean"] - (r["accuracy_std"] or 0)) for r in rows]
+        highs = [100 * (r["accuracy_mean"] + (r["accuracy_std"] or 0)) for r in rows] + [100 * base["test_accuracy"]]
+        ax.set_ylim(min(lows) - 0.8, max(max(highs), 93.0) + 0.8)  # every point and error bar visible
     axes[0].set_title("accuracy vs MACs (error bars: std over seeds; tfmot at its dense MACs)", fontsize=10)
     axes[1].set_title("accuracy vs measured latency (seed-0 models, interleaved, 1 thread)", fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()
