@@ -105,8 +105,8 @@ def _tensor(history: History, shape: Any, dtype: Any) -> dict:
     }
 
 
-def _sequential_config(model: keras.Sequential) -> tuple[dict, dict[str, Any]]:
-    """A functional config equivalent to a built Sequential model, and its layers by name."""
+def sequential_input(model: keras.Sequential) -> Any:
+    """The input tensor of a built Sequential model; refuses an unbuilt one with the fix."""
     try:
         inputs = model.inputs
     except (AttributeError, ValueError):
@@ -116,7 +116,12 @@ def _sequential_config(model: keras.Sequential) -> tuple[dict, dict[str, Any]]:
             f"Sequential model '{model.name}' is not built: give it an input "
             "(keras.Input(shape=...) as first layer) or call it on data once."
         )
-    spec = inputs[0]
+    return inputs[0]
+
+
+def _sequential_config(model: keras.Sequential) -> tuple[dict, dict[str, Any]]:
+    """A functional config equivalent to a built Sequential model, and its layers by name."""
+    spec = sequential_input(model)
     first = model.get_config().get("layers", [{}])[0]
     in_name = first["config"]["name"] if first.get("class_name") == "InputLayer" else f"{model.name}_input"
     in_entry = {

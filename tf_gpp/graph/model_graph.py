@@ -16,7 +16,7 @@ from typing import Any
 import keras
 
 from tf_gpp.errors import ArgumentError, UnsupportedModelError
-from tf_gpp.graph.flatten import flatten_model, has_nested_models
+from tf_gpp.graph.flatten import flatten_model, has_nested_models, sequential_input
 from tf_gpp.handlers.preprocessing import copy_layer_state
 
 Shape = tuple[int | None, ...]
@@ -146,16 +146,8 @@ def normalize_input_shapes(input_shape: InputShapes, names: list[str], shapes: l
 def to_functional(model: keras.Model) -> tuple[keras.Model, dict]:
     """Return a functional model equivalent to ``model`` (a copy for Sequential) and its config."""
     if isinstance(model, keras.Sequential):
-        try:
-            inputs = model.inputs
-        except (AttributeError, ValueError):
-            inputs = None
-        if not inputs:
-            raise UnsupportedModelError(
-                f"Sequential model '{model.name}' is not built: give it an input "
-                "(keras.Input(shape=...) as first layer) or call it on data once."
-            )
-        x = inp = keras.Input(batch_shape=inputs[0].shape, dtype=inputs[0].dtype)
+        spec = sequential_input(model)
+        x = inp = keras.Input(batch_shape=spec.shape, dtype=spec.dtype)
         for layer in model.layers:
             clone = layer.__class__.from_config(layer.get_config())
             x = clone(x)
