@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import set_threads  # noqa: F401 - re-exported: the scripts call fc.set_threads
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "benchmarks" / "cache"
@@ -157,21 +158,6 @@ def train_classifier(
         log(f"  epoch {e + 1}/{epochs}: loss {h.history['loss'][-1]:.4f} "
             f"acc {h.history['accuracy'][-1]:.4f} ({time.time() - t0:.0f}s)")
     return time.time() - t0
-
-
-def set_threads(n: int) -> bool:
-    """Pin TensorFlow to ``n`` intra-op and ``n`` inter-op threads; call before any op runs.
-
-    Returns False when TensorFlow was already initialised (the call then changes nothing).
-    """
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(int(n))
-        tf.config.threading.set_inter_op_parallelism_threads(int(n))
-    except RuntimeError:
-        return False
-    return True
 
 
 def fraction_dataset(x: np.ndarray, y: np.ndarray, fraction: float, batch_size: int, seed: int) -> Any:
