@@ -172,7 +172,8 @@ def _is_tensor(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__"
 
 
-def _is_history(obj: Any) -> bool:
+def is_history(obj: Any) -> bool:
+    """Whether ``obj`` is a serialized ``keras_history`` triple ``[layer, node, index]``."""
     return (
         isinstance(obj, list | tuple)
         and len(obj) == 3
@@ -195,7 +196,7 @@ def _map_tensors(obj: Any, fn: Any) -> Any:
 
 def _map_histories(obj: Any, fn: Any) -> Any:
     """``input_layers``/``output_layers`` (triples, lists or dicts of triples) mapped by ``fn``."""
-    if _is_history(obj):
+    if is_history(obj):
         return list(fn(tuple(obj)))
     if isinstance(obj, dict):
         return {k: _map_histories(v, fn) for k, v in obj.items()}
@@ -206,7 +207,7 @@ def _map_histories(obj: Any, fn: Any) -> Any:
 
 def _pair_inputs(layers: Any, args: Any, where: str) -> list[tuple[History, dict]]:
     """Match a sub-model's ``input_layers`` with the tensors it is called on."""
-    if _is_history(layers):
+    if is_history(layers):
         if not _is_tensor(args):
             if isinstance(args, list | tuple) and len(args) == 1:
                 return _pair_inputs(layers, args[0], where)
@@ -340,7 +341,7 @@ def _flat_config(model: keras.Model) -> tuple[dict, dict[str, Any]]:
 
 
 def _history_refs(obj: Any) -> list[History]:
-    if _is_history(obj):
+    if is_history(obj):
         return [tuple(obj)]
     if isinstance(obj, dict):
         return [r for v in obj.values() for r in _history_refs(v)]

@@ -16,7 +16,7 @@ from typing import Any
 import keras
 
 from tf_gpp.errors import ArgumentError, UnsupportedModelError
-from tf_gpp.graph.flatten import flatten_model, has_nested_models, sequential_input
+from tf_gpp.graph.flatten import flatten_model, has_nested_models, is_history, sequential_input
 from tf_gpp.handlers.preprocessing import copy_layer_state
 
 Shape = tuple[int | None, ...]
@@ -45,19 +45,9 @@ class Node:
     extra_args: list[Any] = field(default_factory=list)  # non-tensor call arguments
 
 
-def _is_history(obj: Any) -> bool:
-    return (
-        isinstance(obj, list | tuple)
-        and len(obj) == 3
-        and isinstance(obj[0], str)
-        and isinstance(obj[1], int)
-        and isinstance(obj[2], int)
-    )
-
-
 def _history_refs(obj: Any) -> list[TensorRef]:
     """Flatten ``input_layers``/``output_layers`` (a triple, a list or a dict of triples)."""
-    if _is_history(obj):
+    if is_history(obj):
         return [TensorRef(obj[0], obj[1], obj[2])]
     if isinstance(obj, dict):
         return [r for v in obj.values() for r in _history_refs(v)]
