@@ -352,9 +352,14 @@ class _Training:
         self.callbacks = [*schedule, *(cfg.callbacks or [])]
         self.fit_verbose = 1 if cfg.verbose > 1 else 0
 
-    def compile(self, model: keras.Model, learning_rate: float | None = None) -> None:
+    def compile(self, model: keras.Model, learning_rate: float | None = None, *, train: bool = True) -> None:
         rate = self.cfg.learning_rate if learning_rate is None else learning_rate
         self.task.compile(model, keras.optimizers.Adam(rate))
+        if train:
+            # Built here, Adam's slots exist before fit traces its step: otherwise the first
+            # trace creates them and TensorFlow traces the whole train step a second time,
+            # which doubles the cost of every short fit of a rebuilt model.
+            model.optimizer.build(model.trainable_variables)
 
     def recalibrated(self, model: keras.Model) -> keras.Model:
         steps = self.cfg.recalibrate_steps
@@ -362,7 +367,7 @@ class _Training:
 
     @_label_errors
     def accuracy(self, model: keras.Model, data: tf.data.Dataset) -> float:
-        self.compile(model, 1e-3)
+        self.compile(model, 1e-3, train=False)
         return float(model.evaluate(data, verbose=0, return_dict=True)[self.task.accuracy_key])
 
     @_label_errors
