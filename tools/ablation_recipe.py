@@ -22,6 +22,7 @@ The per-run budget is the specialisation benchmark's: 2 rounds of 2 epochs.
 * ``push_in_fit``: the task base itself trained with ``PushModel`` + ``PushSchedule`` (the user's
   own ``fit``, same epochs as the plain base), then compressed without push (2 x 2 epochs).
 * ``l1``, ``bn_scale``, ``taylor``, ``random``: the task-agnostic criteria, no push, 2 x 2 epochs.
+* ``l1_distill``, ``bn_scale_distill``, ``taylor_distill``: the same with distillation.
 
 Usage::
 
@@ -70,7 +71,14 @@ RECIPES: dict[str, dict[str, Any]] = {
     # the task-agnostic criteria under the same budget, base and data (no push, 2 x 2 epochs)
     **{name: {"importance": name, "push": False, "rounds": 2, "push_epochs": 0, "finetune_epochs": 2}
        for name in ("l1", "bn_scale", "taylor", "random")},
+    # ... and with distillation, as no_push_distill
+    **{f"{name}_distill": {"importance": name, "push": False, "rounds": 2, "push_epochs": 0, "finetune_epochs": 2,
+                           "distill": True}
+       for name in ("l1", "bn_scale", "taylor")},
 }
+# every recipe states ``distill``: a change of compress's default must not change a cached run
+for _recipe in RECIPES.values():
+    _recipe.setdefault("distill", False)
 
 
 def compress_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
