@@ -37,7 +37,8 @@ def _reference_stats(model: keras.Model, x: np.ndarray, batch: int):
     return [np.mean(a, 0) for a in (m1s, v1s, m2s, v2s)]
 
 
-@pytest.mark.parametrize("form", ["array", "xy", "dataset_xy", "dataset_x"])
+@pytest.mark.parametrize("form", ["array", "xy", "dataset_xy", "dataset_x", "unbatched_xy", "unbatched_x",
+                                  "dict_xy"])
 def test_statistics_equal_a_hand_computed_reference(form):
     import tensorflow as tf
 
@@ -48,7 +49,11 @@ def test_statistics_equal_a_hand_computed_reference(form):
     y = rng.integers(0, 4, 320)
     weights_before = [w.copy() for w in model.get_weights()]
     data = {"array": x, "xy": (x, y), "dataset_xy": tf.data.Dataset.from_tensor_slices((x, y)).batch(64),
-            "dataset_x": tf.data.Dataset.from_tensor_slices(x).batch(64)}[form]
+            "dataset_x": tf.data.Dataset.from_tensor_slices(x).batch(64),
+            # unbatched datasets are batched by batch_size, as compress and fit-style intake do
+            "unbatched_xy": tf.data.Dataset.from_tensor_slices((x, y)),
+            "unbatched_x": tf.data.Dataset.from_tensor_slices(x),
+            "dict_xy": tf.data.Dataset.from_tensor_slices({"x": x, "y": y}).batch(64)}[form]
     assert tf_gpp.recalibrate_batchnorm(model, data, steps=4, batch_size=64) is model
     m1, v1, m2, v2 = _reference_stats(model, x[:256], 64)  # steps=4: the first 4 batches only
     bn1, bn2 = model.get_layer("bn1"), model.get_layer("block").get_layer("bn2")

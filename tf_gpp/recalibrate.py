@@ -16,13 +16,14 @@ training-only layers stay in inference mode.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_gpp.data.intake import as_dataset
 from tf_gpp.errors import ArgumentError, DataError
 
 __all__ = ["batchnorm_layers", "recalibrate_batchnorm"]
@@ -46,22 +47,26 @@ def batchnorm_layers(model: keras.Layer) -> list[keras.layers.BatchNormalization
     return found
 
 
-def _input_batches(data: Any, batch_size: int) -> tf.data.Dataset:
-    """The model inputs of ``data``: a dataset of ``x`` / ``(x, y[, w])`` batches, or arrays."""
+def _input_batches(model: keras.Model, data: Any, batch_size: int) -> tf.data.Dataset:
+    """The model-input batches of ``data``, through the one data intake (:func:`as_dataset`):
+    any form ``fit`` takes (arrays, ``(x, y[, w])``, batched or unbatched datasets, dicts), or
+    inputs without labels (an array ``x``, a dataset of ``x``), given placeholder labels."""
     if isinstance(data, tf.data.Dataset):
         spec = data.element_spec
-        if isinstance(spec, tuple) and len(spec) in (2, 3):
-            return data.map(lambda *b: b[0])
-        return data
-    if isinstance(data, tuple) and len(data) in (2, 3):
-        data = data[0]  # (x, y) or (x, y, w) arrays
-    try:
-        return tf.data.Dataset.from_tensor_slices(data).batch(batch_size)
-    except (TypeError, ValueError) as exc:
-        raise DataError(
-            f"recalibrate_batchnorm: data must be a tf.data.Dataset of x or (x, y) batches, or "
-            f"arrays x / (x, y); got {type(data).__name__} ({exc})"
-        ) from None
+        if not isinstance(spec, Mapping) and not (isinstance(spec, tuple) and len(spec) in (2, 3)):
+            data = data.map(lambda x: (x, 0))
+    elif hasattr(data, "shape") and hasattr(data, "__len__"):
+        data = (data, np.zeros(len(data), "int32"))
+    return as_dataset(data, batch_size=batch_size, model=model,
+                      what="recalibrate_batchnorm: data").map(lambda x, *_: x)
+
+
+def _is_inputs_only(data: Any) -> bool:
+    """``x`` without labels: an array, or a dataset whose elements are not ``(x, y[, w])``/dicts."""
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        return not isinstance(spec, Mapping) and not (isinstance(spec, tuple) and len(spec) in (2, 3))
+    return not isinstance(data, tuple | list | Mapping) and not hasattr(data, "train")
 
 
 class _BatchStats:
@@ -134,7 +139,7 @@ def recalibrate_batchnorm(
     layers = batchnorm_layers(model)
     if not layers:
         return model
-    batches = _input_batches(data, batch_size)
+    batches = _input_batches(model, data, batch_size)
     if steps is not None:
         batches = batches.take(steps)
     with _batch_statistics(layers) as stats:
