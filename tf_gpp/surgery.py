@@ -67,9 +67,6 @@ def layer_weight_masks(dep: DependencyGraph, removed: np.ndarray) -> dict[str, t
     return dep.layer_edits(removed)
 
 
-# Kept for callers of the former private names.
-_from_config = model_from_config
-
 
 def _named_weights(layer: Any) -> list[tuple[str, Any]]:
     return [(v.name.split("/")[-1], v) for v in getattr(layer, "weights", [])]
@@ -103,8 +100,6 @@ def transfer_state(g: Any, target: keras.Model, changes: dict, edit: Any = None)
                 "tf_gpp.register_handler."
             ) from e
 
-
-_transfer_weights = transfer_state
 
 
 def rebuild(dep: DependencyGraph, removed: set[int] | np.ndarray) -> keras.Model:
