@@ -21,9 +21,10 @@ Tian et al.'s task-dependent setting (CVIU 2021, GPP 2020) on Fashion-MNIST:
   generalist's feature layer (global average pooling) + a new ``Dense(k)`` logits
   head, fine-tuned on the task data, BN statistics re-estimated on the task data.
 * **Criteria**, each through ``tf_gpp.compress(task_base, train, val,
-  target_macs=b, importance=..., push=..., max_accuracy_drop=1.0)``: ``gpp`` (the
-  default recipe: importance and push as ``compress``'s defaults at run time),
-  ``gpp_lda`` (no push), ``l1``, ``bn_scale``, ``taylor``, ``random``.
+  target_macs=b, importance=..., push=..., max_accuracy_drop=1.0)``: ``gpp`` (LDA
+  utility + push), ``gpp_lda`` (no push), ``l1``, ``bn_scale``, ``taylor``,
+  ``random``; every criterion fine-tunes with compress's default ``distill``, and
+  the report marks the criterion that is compress's default recipe at run time.
   ``max_accuracy_drop=1.0`` makes every run reach the budget, so ``result.model``
   is the last round's model at the budget; ``result.most_accurate`` is recorded
   too. Every criterion trains the same number of epochs per round: the push
@@ -92,7 +93,7 @@ TASKS: dict[str, dict[str, Any]] = {
     "easy": {"classes": [5, 7, 9], "names": ["Sandal", "Sneaker", "Ankle boot"]},
 }
 CRITERIA: dict[str, dict[str, Any]] = {
-    "gpp": {"importance": None, "push": None, "label": "GPP default recipe (compress defaults)"},
+    "gpp": {"importance": "gpp_lda", "push": True, "label": "GPP: LDA utility + push"},
     "gpp_lda": {"importance": "gpp_lda", "push": False, "label": "LDA utility, no push"},
     "l1": {"importance": "l1", "push": False, "label": "L1 filter norm"},
     "bn_scale": {"importance": "bn_scale", "push": False, "label": "BN scale"},
@@ -194,8 +195,11 @@ def resolved_settings(run: dict) -> dict:
                          ("recalibrate_steps", "recalibrate_steps")):
         if out[ours] is None:
             out[ours] = d[theirs]
-    out["gpp_importance"] = d["importance"]
-    out["gpp_push"] = d["push"]
+    # compress's default recipe at run time: its criterion is marked in the report, and its
+    # fine-tuning (distillation or not) is every criterion's
+    out["default_importance"] = d["importance"]
+    out["default_push"] = d["push"]
+    out["distill"] = d["distill"]
     out["epochs_per_round"] = out["push_epochs"] + out["finetune_epochs"]
     out["compress_epochs"] = out["rounds"] * out["epochs_per_round"]
     out["scratch_epochs"] = out["base_epochs"] + out["compress_epochs"]
@@ -487,12 +491,8 @@ class Runner:
         d = self.data(task, seed)
         spec = CRITERIA[criterion]
         r = self.run
-        kwargs: dict[str, Any] = {}
-        if spec["importance"] is not None:
-            kwargs["importance"] = spec["importance"]
-        if spec["push"] is not None:
-            kwargs["push"] = spec["push"]
-        push = r["gpp_push"] if spec["push"] is None else spec["push"]
+        kwargs: dict[str, Any] = {"importance": spec["importance"], "push": spec["push"], "distill": r["distill"]}
+        push = spec["push"]
         epochs = {"push_epochs": r["push_epochs"], "finetune_epochs": r["finetune_epochs"]} if push else \
             {"push_epochs": 0, "finetune_epochs": r["epochs_per_round"]}
         base = keras.models.load_model(self.base_path(task, seed))
@@ -512,7 +512,7 @@ class Runner:
             "params": int(pm.params), "macs": int(pm.macs),
             "most_accurate_params": int(pa.params), "most_accurate_macs": int(pa.macs),
             "base_val_accuracy": result.base_accuracy, "seconds": round(seconds, 1),
-            "importance": kwargs.get("importance", r["gpp_importance"]), "push": push, **epochs,
+            "importance": spec["importance"], "push": push, "distill": r["distill"], **epochs,
             "rounds": r["rounds"], "history": result.to_dict()["history"],
             "compress_defaults_key": _key(compress_defaults()),
         }
@@ -805,7 +805,13 @@ def _f(x: float | None, d: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{d}f}"
 
 
-def conclusions(rows: list[dict], sel: dict) -> list[str]:
+def default_criterion(run: dict) -> str | None:
+    """The criterion that is compress's default recipe (importance and push) in this run."""
+    return next((name for name, c in CRITERIA.items()
+                 if c["importance"] == run["default_importance"] and c["push"] == run["default_push"]), None)
+
+
+def conclusions(rows: list[dict], sel: dict, run: dict) -> list[str]:
     """Statements computed from the rows (ranks of the default recipe, gaps to the baselines)."""
     out = []
     for task in sel["tasks"]:
@@ -813,12 +819,13 @@ def conclusions(rows: list[dict], sel: dict) -> list[str]:
         for b in sorted(sel["budgets"], reverse=True):
             at = {r["method"]: r for r in rows if r["task"] == task and r["budget"] == b}
             crit = {m: r for m, r in at.items() if m in CRITERIA}
-            if "gpp" not in at or len(crit) < 2:
+            dflt = default_criterion(run)
+            if dflt not in at or len(crit) < 2:
                 continue
-            g = at["gpp"]
+            g = at[dflt]
             order = sorted(crit, key=lambda m: -crit[m]["accuracy_mean"])
             best = order[0]
-            parts = [f"GPP default ranks {order.index('gpp') + 1}/{len(order)} "
+            parts = [f"compress's default (`{dflt}`) ranks {order.index(dflt) + 1}/{len(order)} "
                      f"({100 * g['accuracy_mean']:.2f}%; best {best} {100 * crit[best]['accuracy_mean']:.2f}%)"]
             if base:
                 parts.append(f"{100 * (g['accuracy_mean'] - base['accuracy_mean']):+.2f} pts vs task base")
@@ -862,10 +869,12 @@ def write_markdown(payload: dict, path: Path) -> None:
         "re-estimated on the task's training images.",
         f"- **Criteria**: `tf_gpp.compress(task_base, train, val, target_macs=b, max_accuracy_drop=1.0, "
         f"rounds={run['rounds']}, learning_rate={run['compress_lr']}, batch_size={run['batch_size']}, "
-        f"recalibrate_steps={run['recalibrate_steps']}, seed=s)`. `gpp` = compress's defaults at run time "
-        f"(importance={run['gpp_importance']!r}, push={run['gpp_push']}) with push_epochs={run['push_epochs']} + "
-        f"finetune_epochs={run['finetune_epochs']} per round; the others push=False with finetune_epochs="
-        f"{run['epochs_per_round']} (equal epochs per round). `result.model` (the last round, at the budget) is "
+        f"recalibrate_steps={run['recalibrate_steps']}, seed=s)`. `gpp` = LDA utility + push with "
+        f"push_epochs={run['push_epochs']} + finetune_epochs={run['finetune_epochs']} per round; the others "
+        f"push=False with finetune_epochs={run['epochs_per_round']} (equal epochs per round). Every criterion "
+        f"fine-tunes with distill={run['distill']} (compress's default). compress's default recipe is "
+        f"importance={run['default_importance']!r}, push={run['default_push']}: the "
+        f"`{default_criterion(run)}` row. `result.model` (the last round, at the budget) is "
         "scored; the most accurate round is in the JSON (`most_accurate_mean`).",
         f"- **scratch / scratch_4x**: MobileNetV2(alpha={ALPHA}) config with every Conv2D's filters x m (the last "
         f"1x1 conv too), m chosen so MACs are closest to the budget; trained from scratch on the task data for "
@@ -911,7 +920,7 @@ def write_markdown(payload: dict, path: Path) -> None:
             f"{100 * (r['macs_ratio'] or 0):.1f} | {_f(r['latency_median_ms'])} | {_f(r['latency_cpu_ms'])} | "
             f"{_f(r['speedup_median'], 2)} | {_f(r['speedup_cpu'], 2)} | {ma} |")
     lines += ["", "## What this shows", ""]
-    lines += conclusions(rows, sel)
+    lines += conclusions(rows, sel, run)
     lines += [f"- {note}" for note in payload.get("notes", [])]
     if payload.get("failed"):
         lines.append(f"- Failed or missing runs: {', '.join(payload['failed'])}.")
@@ -933,6 +942,7 @@ def write_plot(payload: dict, path: Path) -> None:
     methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "base"]
     cmap = plt.get_cmap("tab10")
     colors = {m: cmap(i) for i, m in enumerate(methods)}
+    dflt = default_criterion(payload["run_settings"])
     for ax, task in zip(axes[0], tasks, strict=True):
         for m in methods:
             pts = sorted((r for r in rows if r["task"] == task and r["method"] == m), key=lambda r: r["macs"])
@@ -941,9 +951,10 @@ def write_plot(payload: dict, path: Path) -> None:
             xs = [r["macs"] / 1e6 for r in pts]
             ys = [100 * r["accuracy_mean"] for r in pts]
             err = [100 * (r["accuracy_std"] or 0) for r in pts]
-            style = {"marker": "o", "lw": 2.4 if m == "gpp" else 1.2, "ms": 5,
+            style = {"marker": "o", "lw": 2.4 if m == dflt else 1.2, "ms": 5,
                      "ls": "--" if m in BASELINES else "-"}
-            ax.errorbar(xs, ys, yerr=err, color=colors[m], label=m, capsize=2, **style)
+            label = f"{m} (compress default)" if m == dflt else m
+            ax.errorbar(xs, ys, yerr=err, color=colors[m], label=label, capsize=2, **style)
         base = next((r for r in rows if r["task"] == task and r["method"] == "base"), None)
         if base:
             ax.errorbar([base["macs"] / 1e6], [100 * base["accuracy_mean"]], yerr=[100 * (base["accuracy_std"] or 0)],
