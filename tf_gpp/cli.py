@@ -213,12 +213,13 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if strategy == "global" and not has_target:
         raise UserError("compress needs --target-macs or --target-params (a fraction of the base model such "
                         "as 0.3); or pass --strategy threshold for the paper's eta*std rule without a size target")
+    given = {name: getattr(args, name) for name in ("importance", "push", "rounds", "push_epochs",
+                                                    "finetune_epochs", "distill")
+             if getattr(args, name) is not None}  # the others: compress's defaults, defined once
     config = tf_gpp.prune.CompressConfig(  # every option checked before the model and data load
         target_macs=args.target_macs, target_params=args.target_params,
-        max_accuracy_drop=args.max_accuracy_drop, importance=args.importance, push=not args.no_push,
-        rounds=args.rounds, push_epochs=args.push_epochs, finetune_epochs=args.finetune_epochs,
-        round_to=args.round_to, distill=args.distill, checkpoint_dir=args.checkpoint_dir,
-        strategy=strategy, verbose=2 if args.verbose else 1,
+        max_accuracy_drop=args.max_accuracy_drop, round_to=args.round_to, checkpoint_dir=args.checkpoint_dir,
+        strategy=strategy, verbose=2 if args.verbose else 1, **given,
     ).validate()
     model = _load_model(args.model, args.unsafe)
     out = _out_path(args.output, Path(args.model).with_name(Path(args.model).stem + "_gpp.keras"), [args.model])
@@ -343,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tf_gpp.convert import quantization
     from tf_gpp.data import registry
     from tf_gpp.importance import names as importance_names
+    from tf_gpp.prune.config import CompressConfig
 
     d = add("demo", "the main job on an embedded default (also what plain 'tf-gpp' runs)", "tf-gpp demo --quick")
     d.add_argument("--data", default="default", help="default (Fashion-MNIST from the Debian package, the Keras cache or a download; else "
@@ -371,14 +373,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="global (default: rank all channels to the target) or threshold (the paper's "
                     "eta*std per layer, no size target)")
     sp.add_argument("--max-accuracy-drop", type=float, default=0.02)
-    sp.add_argument("--importance", default="gpp_lda", choices=importance_names(),
-                    help="how units are scored (default gpp_lda); names from tf_gpp.importance's registry")
-    sp.add_argument("--no-push", action="store_true", help="prune without push training (CVIU LDA-prune)")
-    sp.add_argument("--rounds", type=int, default=3)
-    sp.add_argument("--push-epochs", type=int, default=1)
-    sp.add_argument("--finetune-epochs", type=int, default=2)
+    defaults = CompressConfig()
+    sp.add_argument("--importance", choices=importance_names(),
+                    help=f"how units are scored (default {defaults.importance}); names from tf_gpp.importance's "
+                    "registry; gpp_lda is the paper's LDA utility")
+    sp.add_argument("--push", action=argparse.BooleanOptionalAction,
+                    help=f"push training before each prune, as GPP (default {'on' if defaults.push else 'off'}; "
+                    "--no-push with --importance gpp_lda is the CVIU LDA-prune)")
+    sp.add_argument("--rounds", type=int, help=f"prune rounds (default {defaults.rounds})")
+    sp.add_argument("--push-epochs", type=int, help=f"push epochs per round, with --push (default {defaults.push_epochs})")
+    sp.add_argument("--finetune-epochs", type=int, help=f"fine-tuning epochs per round (default {defaults.finetune_epochs})")
     sp.add_argument("--round-to", type=int, default=1, help="keep channel counts in multiples of this")
-    sp.add_argument("--distill", action="store_true", help="fine-tune with distillation from the original")
+    sp.add_argument("--distill", action=argparse.BooleanOptionalAction,
+                    help=f"fine-tune with distillation from the original (default {'on' if defaults.distill else 'off'})")
     sp.add_argument("--checkpoint-dir", help="save each round here; rerun with it to resume")
     sp.add_argument("--limit", type=int, help="use at most this many training samples")
     sp.add_argument("--unsafe", action="store_true")

@@ -1,4 +1,4 @@
-"""The main job on an embedded default: train a small CNN, push, prune, rebuild,
+"""The main job on an embedded default: train a small CNN, compress it (prune, rebuild, fine-tune),
 convert to TFLite, verify, benchmark, and print/plot the before/after result.
 """
 
@@ -61,9 +61,9 @@ def run_demo(out_dir: str | None = None, data: str = "default", quick: bool = Fa
     print(f"base test accuracy {base_acc:.4f} ({time.perf_counter() - t:.0f}s)")
     model.save(out / "base.keras")
 
-    t = _step("push + prune (tf_gpp.compress, target 30% of the MACs)")
+    t = _step("prune (tf_gpp.compress's default recipe, target 30% of the MACs)")
     res = tf_gpp.compress(model, ds.train, ds.val, target_macs=0.3, rounds=2 if quick else 3,
-                          push_epochs=1, finetune_epochs=1 if quick else 2, round_to=4,
+                          finetune_epochs=2 if quick else 3, round_to=4,
                           checkpoint_dir=out / "rounds", verbose=1)
     slim = res.model
     slim.save(out / "slim.keras")
@@ -85,7 +85,7 @@ def run_demo(out_dir: str | None = None, data: str = "default", quick: bool = Fa
     pb, ps = tf_gpp.profile(model), tf_gpp.profile(slim)
     rows = [
         ("base", pb.params, pb.macs, base_acc, base_tfl.stat().st_size, ab.a.median_ms),
-        ("slim (GPP)", ps.params, ps.macs, slim_acc, slim_tfl.stat().st_size, ab.b.median_ms),
+        ("slim", ps.params, ps.macs, slim_acc, slim_tfl.stat().st_size, ab.b.median_ms),
         ("slim int8", ps.params, ps.macs, checks[int8_tfl.name].tflite_accuracy, int8_tfl.stat().st_size, None),
     ]
     print("\n" + f"{'model':<12} {'params':>10} {'MACs':>12} {'test acc':>9} {'.tflite':>10} {'latency':>10}")

@@ -91,7 +91,8 @@ def plot_report(
         i += 1
     if data is not None and base_model is not None:
         x, y = data
-        for model, label in ((base_model, "before push"), (pushed_model or slim_model, "after push")):
+        after = (pushed_model, "after push") if pushed_model is not None else (slim_model, "compressed")
+        for model, label in ((base_model, "base"), after):
             if model is None:
                 continue
             z = lda_projection(model, x, y)

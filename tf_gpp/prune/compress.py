@@ -104,11 +104,17 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
         target_macs, target_params: fraction of the base model (<= 1) or absolute
             count; with ``strategy="global"`` at least one is required.
         max_accuracy_drop: tolerated validation accuracy loss (0.02 = 2 points).
-        importance: a name of :func:`tf_gpp.importance.get` (``"gpp_lda"``, the default: see
-            docs/method.md, ablation; ``"gpp"``, ``"gpp_linear"``, ``"l1"``, ``"bn_scale"``,
-            ``"taylor"``, ``"random"``, or one registered) or an :class:`Importance`.
-        push: train with the push objective before each prune (GPP); ``False``
-            gives the CVIU paper's LDA-prune.
+        importance: a name of :func:`tf_gpp.importance.get` (``"taylor"``, the default, measured
+            best in docs/method.md, "Choosing the default recipe"; ``"gpp_lda"``, the paper's LDA
+            utility; ``"gpp"``, ``"gpp_linear"``, ``"l1"``, ``"bn_scale"``, ``"random"``, or one
+            registered) or an :class:`Importance`.
+        push: train with the push objective (``push_epochs``) before each prune, as GPP does
+            (``importance="gpp_lda", push=True``); off by default: within a short compression
+            budget the same epochs spent fine-tuning measured better (docs/method.md).
+        push_epochs, finetune_epochs: epochs of push training (only with ``push=True``) and of
+            fine-tuning, per round.
+        distill: fine-tune against the unpruned model's logits as well as the labels (on by
+            default: it measured better for every criterion; logits classifiers only).
         strategy: ``"global"`` (ranking to the target) or ``"threshold"`` (per-group
             ``eta * std``, eta raised by ``eta_step`` each round).
         round_to, min_channels, ignored_layers: structural constraints.

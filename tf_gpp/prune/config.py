@@ -41,17 +41,19 @@ class CompressConfig:
     target_macs: float | None = None
     target_params: float | None = None
     max_accuracy_drop: float = 0.02
-    importance: str | Importance = "gpp_lda"
-    push: bool = True
+    # the measured best recipe (docs/method.md, "Choosing the default recipe"): Taylor
+    # importance, no push, distillation, the whole per-round budget spent fine-tuning
+    importance: str | Importance = "taylor"
+    push: bool = False
     push_loss: Any = None
     strategy: str = "global"
     rounds: int = 4
     eta: float = 0.5
     eta_step: float = 0.25
     push_epochs: int = 2
-    finetune_epochs: int = 2
+    finetune_epochs: int = 4
     final_finetune_epochs: int | None = None
-    distill: bool = False
+    distill: bool = True
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"
     batch_size: int = 64
