@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,11 @@ class RoundCheckpoint:
         import keras
 
         path = Path(name)
-        return keras.models.load_model(path if path.parent != Path() else self.path(path.name))
+        with warnings.catch_warnings():
+            # a round's model is saved compiled for evaluation only (no optimizer slots): Keras
+            # warns that it skips loading the slots it would build; nothing is lost
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            return keras.models.load_model(path if path.parent != Path() else self.path(path.name))
 
     def save(self, state: dict, models: dict[str, Any] | None = None) -> dict[str, Path]:
         """Write ``models`` (``{file name: model}``), then ``state``; return the models' paths."""
