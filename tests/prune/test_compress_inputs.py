@@ -89,3 +89,44 @@ def test_warns_when_no_round_is_within_tolerance():
         res = tf_gpp.compress(model, (x, y), (x, y), target_macs=0.05, rounds=1, push=False, finetune_epochs=0,
                               importance="random", max_accuracy_drop=0.0, verbose=0)
     assert res.smallest_within_tolerance is None and res.model is res.most_accurate
+
+
+def _two_heads() -> keras.Model:
+    i = keras.Input((6,), name="pixels")
+    h = keras.layers.Dense(16, activation="relu", name="trunk1")(i)
+    h = keras.layers.Dense(16, activation="relu", name="trunk2")(h)
+    model = keras.Model(i, [keras.layers.Dense(3, name="cls")(h), keras.layers.Dense(2, name="reg")(h)])
+    model.compile("adam", loss={"cls": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                                "reg": "mse"})
+    return model
+
+
+@pytest.mark.parametrize("distill", [True, False])
+def test_multi_output_model_with_the_classifier_named(distill):
+    """A classifier head and a regression head on one trunk: the trunk is pruned, both heads are
+    kept and trained (the regression head with its own compiled loss), the classifier is scored."""
+    x, y = _xy()
+    reg = np.stack([x[:, 0], x[:, 1]], axis=1)
+    model = _two_heads()
+    labels = {"cls": y, "reg": reg}
+    res = tf_gpp.compress(model, (x, labels), (x, labels), output="cls", push=False, distill=distill,
+                          importance="taylor", **{**QUICK, "push_epochs": 0})
+    slim = res.model
+    assert len(slim.outputs) == 2 and res.history[-1].macs_ratio <= 0.6
+    assert slim.get_layer("trunk1").units < 16 or slim.get_layer("trunk2").units < 16
+    cls_out, reg_out = (np.asarray(o) for o in slim(x))
+    assert cls_out.shape == (60, 3) and reg_out.shape == (60, 2)
+    acc = np.mean(cls_out.argmax(1) == y)  # by hand, from the returned model's classifier output
+    assert abs(acc - res.history[-1].accuracy) < 1e-6
+    # the user's model is untouched
+    assert model.get_layer("trunk1").units == 16
+
+
+def test_multi_output_model_refusals_name_the_fix():
+    x, y = _xy()
+    model = _two_heads()
+    labels = {"cls": y, "reg": np.zeros((60, 2), "float32")}
+    with pytest.raises(tf_gpp.DataError, match="output='cls'"):
+        tf_gpp.compress(model, (x, labels), (x, labels), push=False, **QUICK)
+    with pytest.raises(tf_gpp.UnsupportedModelError, match="push=False"):
+        tf_gpp.compress(model, (x, labels), (x, labels), output="cls", push=True, **QUICK)

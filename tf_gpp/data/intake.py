@@ -162,10 +162,12 @@ class TaskInfo:
             out[name] = other
         return out
 
-    def compile(self, model: keras.Model, optimizer: Any, **kwargs: Any) -> None:
-        """``model.compile`` with :meth:`training_losses` and the accuracy :meth:`metric`."""
+    def compile(self, model: keras.Model, optimizer: Any, *, losses_of: keras.Model | None = None,
+                **kwargs: Any) -> None:
+        """``model.compile`` with :meth:`training_losses` (of ``losses_of``, e.g. the student a
+        distillation wrapper trains, else of ``model``) and the accuracy :meth:`metric`."""
         metrics = [self.metric()] if self.num_outputs == 1 else {self.output: [self.metric()]}
-        model.compile(optimizer=optimizer, loss=self.training_losses(model), metrics=metrics, **kwargs)
+        model.compile(optimizer=optimizer, loss=self.training_losses(losses_of or model), metrics=metrics, **kwargs)
 
 
 def check_one_hot(y: np.ndarray, num_classes: int) -> None:

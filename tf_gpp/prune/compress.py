@@ -15,6 +15,7 @@ the last finished round.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import inspect
@@ -31,6 +32,7 @@ import tensorflow as tf
 from tf_gpp.data.intake import TaskInfo, as_training_data, split_fit_arguments
 from tf_gpp.errors import DataError, PruningRequestError, UnsupportedModelError
 from tf_gpp.graph.dependency import DependencyGraph
+from tf_gpp.importance import Importance, get_importance
 from tf_gpp.io import RoundCheckpoint
 from tf_gpp.profile import input_shape_from_data, profile
 from tf_gpp.prune.config import CompressConfig
@@ -97,10 +99,13 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
     in this function's signature); with ``config=`` they replace its values.
 
     Args:
-        model: functional or Sequential classifier (one output: logits or softmax, or a
-            binary classifier's single unit).
+        model: functional or Sequential classifier (logits or softmax, or a binary
+            classifier's single unit; a multi-output model with ``output=`` naming the classifier).
         train_data, validation_data: any form ``model.fit`` takes (``(x, y)`` arrays,
             ``tf.data`` datasets, ``compress(model, x, y, validation_split=...)``).
+        output: the classifier output of a multi-output model (labels: a dict by output name or
+            a list in output order). It is scored, distilled and drives the importance; the
+            other outputs train with the model's own compiled losses (compile it first).
         target_macs, target_params: fraction of the base model (<= 1) or absolute
             count; with ``strategy="global"`` at least one is required.
         max_accuracy_drop: tolerated validation accuracy loss (0.02 = 2 points).
@@ -139,12 +144,12 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
     """
     cfg = CompressConfig.from_kwargs(config, **options).validate()
     keras.utils.set_random_seed(cfg.seed)
-    base_dep = _check_model(model)
+    base_dep = _check_model(model, cfg)
     validate_ignored_layers(base_dep, cfg.ignored_layers)  # a typo is refused before any training
     x, y, validation_data = split_fit_arguments(train_data, validation_data)  # compress(model, x, y) as fit
     train, val, task = as_training_data(model, x, y, validation_data=validation_data,
                                         validation_split=cfg.validation_split, batch_size=cfg.batch_size,
-                                        seed=cfg.seed, require_validation=True)
+                                        seed=cfg.seed, output=cfg.output, require_validation=True)
     input_shape = input_shape_from_data(model, train)  # the data's size prices dynamic dimensions
     base = profile(model, input_shape=input_shape)
     global_ = cfg.strategy == "global"
@@ -158,8 +163,8 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
         )
     train_kw = _Training(cfg, task, train)
     teacher = _copy(model) if cfg.distill else None
-    pruner = Pruner(model, cfg.importance, cfg.constraints(), input_shape=input_shape, recalibrate_steps=0,
-                    batch_size=cfg.batch_size)
+    pruner = Pruner(model, _importance_for(cfg.importance, task), cfg.constraints(), input_shape=input_shape,
+                    recalibrate_steps=0, batch_size=cfg.batch_size)
     pruner.model = rebuild(base_dep, set())  # a copy: the user's model is never trained nor recompiled
     pruner.base = Cost(base.macs, base.params)
     sched = cfg.schedule()
@@ -261,13 +266,14 @@ compress.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
 ], return_annotation="CompressResult")
 
 
-def _check_model(model: Any) -> DependencyGraph:
+def _check_model(model: Any, cfg: CompressConfig) -> DependencyGraph:
     """The model's dependency graph; refuses models ``compress`` cannot train or rebuild."""
     dep = DependencyGraph(model)  # UnsupportedModelError for subclassed models and non-models
-    if len(model.outputs) != 1:
+    if len(model.outputs) != 1 and cfg.push:
         raise UnsupportedModelError(
-            f"model {model.name!r} has {len(model.outputs)} outputs; compress trains one classifier "
-            "output: build a single-output model for compression."
+            f"model {model.name!r} has {len(model.outputs)} outputs; push training needs a single "
+            "classifier output: pass push=False (the other heads are then trained with their own "
+            "compiled losses), or build a single-output model for compression."
         )
     for layer in model.layers:
         for v in layer.weights:
@@ -277,6 +283,16 @@ def _check_model(model: Any) -> DependencyGraph:
                     "diverged. Retrain it (lower learning rate) or restore a finite checkpoint."
                 )
     return dep
+
+
+def _importance_for(importance: Any, task: TaskInfo) -> Importance:
+    """The importance, told which output is the classifier of a multi-output model (a copy:
+    the caller's instance is left as it is)."""
+    imp = get_importance(importance)
+    if task.num_outputs > 1 and getattr(imp, "output", False) is None:
+        imp = copy.copy(imp)
+        imp.output = task.output
+    return imp
 
 
 def _copy(model: keras.Model) -> keras.Model:
@@ -358,9 +374,10 @@ class _Training:
         self.callbacks = [*schedule, *(cfg.callbacks or [])]
         self.fit_verbose = 1 if cfg.verbose > 1 else 0
 
-    def compile(self, model: keras.Model, learning_rate: float | None = None, *, train: bool = True) -> None:
+    def compile(self, model: keras.Model, learning_rate: float | None = None, *, train: bool = True,
+                losses_of: keras.Model | None = None) -> None:
         rate = self.cfg.learning_rate if learning_rate is None else learning_rate
-        self.task.compile(model, keras.optimizers.Adam(rate))
+        self.task.compile(model, keras.optimizers.Adam(rate), losses_of=losses_of)
         if train:
             # Built here, Adam's slots exist before fit traces its step: otherwise the first
             # trace creates them and TensorFlow traces the whole train step a second time,
@@ -395,8 +412,9 @@ class _Training:
             return slim
         trainer = slim
         if teacher is not None and not self.task.probabilities and self.task.kind != "binary":
-            trainer = Distiller(slim, teacher)
-        self.compile(trainer)
+            index = self.task.output_index if self.task.num_outputs > 1 else None
+            trainer = Distiller(slim, teacher, output=index)
+        self.compile(trainer, losses_of=slim)
         trainer.fit(self.train, epochs=epochs, verbose=self.fit_verbose, shuffle=False, callbacks=self.callbacks)
         return slim
 

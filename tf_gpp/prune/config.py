@@ -38,6 +38,7 @@ class CompressConfig:
     """The options of :func:`tf_gpp.compress` (documented there), with their defaults."""
 
     validation_split: float = 0.0
+    output: str | None = None
     target_macs: float | None = None
     target_params: float | None = None
     max_accuracy_drop: float = 0.02

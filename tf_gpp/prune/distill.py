@@ -13,17 +13,33 @@ class Distiller(keras.Model):
     """Train ``student`` on ``(1-alpha) * task loss + alpha * T^2 * KL(teacher_T || student_T)``.
 
     Both models must output logits (or the same kind of output); the teacher is
-    frozen. ``call`` returns the student's output, so metrics are the student's.
+    frozen. ``call`` returns the student's output, so metrics are the student's. For
+    multi-output models ``output`` (an index, or a key of dict outputs) names the classifier
+    output that is distilled; the other outputs keep their task losses only.
     """
 
     def __init__(self, student: keras.Model, teacher: keras.Model, alpha: float = 0.5,
-                 temperature: float = 4.0, **kwargs: Any) -> None:
+                 temperature: float = 4.0, output: int | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher
         self.teacher.trainable = False
         self.alpha = float(alpha)
         self.temperature = float(temperature)
+        self.classifier_output = output
+
+    @property
+    def output_names(self) -> list[str] | None:
+        """The student's output names: losses and metrics keyed by output compile as for it."""
+        return getattr(self.student, "output_names", None)
+
+    def _classifier(self, out: Any) -> Any:
+        if self.classifier_output is None:
+            return out
+        if isinstance(out, dict):
+            key = self.classifier_output
+            return out[key] if isinstance(key, str) else list(out.values())[key]
+        return out[self.classifier_output]
 
     def call(self, x: Any, training: bool | None = None) -> Any:
         return self.student(x, training=training)
@@ -33,8 +49,8 @@ class Distiller(keras.Model):
         if not training or self.alpha == 0:
             return task
         t = self.temperature
-        soft_t = ops.softmax(self.teacher(x, training=False) / t, axis=-1)
-        log_s = ops.log_softmax(y_pred / t, axis=-1)
+        soft_t = ops.softmax(self._classifier(self.teacher(x, training=False)) / t, axis=-1)
+        log_s = ops.log_softmax(self._classifier(y_pred) / t, axis=-1)
         kl = ops.mean(ops.sum(soft_t * (ops.log(soft_t + 1e-8) - log_s), axis=-1))
         return (1.0 - self.alpha) * task + self.alpha * t * t * kl
 
@@ -44,6 +60,7 @@ class Distiller(keras.Model):
             "teacher": keras.saving.serialize_keras_object(self.teacher),
             "alpha": self.alpha,
             "temperature": self.temperature,
+            "output": self.classifier_output,
         }
 
     @classmethod
