@@ -199,19 +199,25 @@ class Study:
 
 
 def summarise(done: dict[str, dict], jobs: list[dict]) -> list[dict]:
+    """One row per recipe with at least one run: per-task mean/std/drop and each run's accuracy
+    by (task, seed), so recipes are compared paired, seed by seed."""
     rows = []
     for name in dict.fromkeys(j["recipe"] for j in jobs):
-        row: dict[str, Any] = {"recipe": name}
         runs = [done[j["id"]] for j in jobs if j["recipe"] == name and j["id"] in done]
+        if not runs:
+            continue
+        row: dict[str, Any] = {"recipe": name, "by_seed": {f"{r['task']}_s{r['seed']}": 100 * r["accuracy"]
+                                                          for r in runs}}
         for task in dict.fromkeys(j["task"] for j in jobs):
             acc = [100 * r["accuracy"] for r in runs if r["task"] == task]
             drop = [100 * (r["base_accuracy"] - r["accuracy"]) for r in runs if r["task"] == task]
             row[task] = {"mean": float(np.mean(acc)) if acc else None, "std": float(np.std(acc)) if acc else None,
                          "n": len(acc), "drop": float(np.mean(drop)) if drop else None}
-        allacc = [100 * r["accuracy"] for r in runs]
-        row["mean_all"] = float(np.mean(allacc)) if allacc else None
-        row["epochs"] = runs[0]["epochs"] if runs else None
-        row["seconds"] = float(np.median([r["seconds"] for r in runs])) if runs else None
+        cells = {f"{j['task']}_s{j['seed']}" for j in jobs}
+        row["complete"] = cells <= set(row["by_seed"])
+        row["mean_all"] = float(np.mean(list(row["by_seed"].values())))
+        row["epochs"] = runs[0]["epochs"]
+        row["seconds"] = float(np.median([r["seconds"] for r in runs]))
         rows.append(row)
     return rows
 
@@ -220,21 +226,24 @@ def write_outputs(rows: list[dict], payload: dict, out: Path, stem: str) -> None
     from _report import machine_line, write_atomic
 
     tasks = payload["tasks"]
+    cols = [f"{t}_s{seed}" for t in tasks for seed in range(payload["seeds"])]
     lines = [f"# compress recipes on task specialisation ({int(100 * payload['budget'])}% MACs)", "",
              f"Command: `{payload['command']}`  ", machine_line(payload["machine"]), "",
-             "Test accuracy (%) of `result.model` at the budget, mean ± std over seeds (n); drop = task base "
-             "minus compressed, points. MobileNetV2(alpha=0.35) generalist on Fashion-MNIST, 300 training "
+             "Test accuracy (%) of `result.model` at the budget per (task, seed); drop = task base minus "
+             "compressed, mean over seeds, points. MobileNetV2(alpha=0.35) generalist on Fashion-MNIST, 300 training "
              "images per class; see tools/ablation_recipe.py for each recipe.", "",
-             "| recipe | " + " | ".join(f"{t} acc | {t} drop" for t in tasks) + " | mean | epochs | s/run |",
-             "|---|" + "---|---|" * len(tasks) + "---|---|---|"]
-    for r in sorted(rows, key=lambda r: -(r["mean_all"] or 0)):
-        cells = []
-        for t in tasks:
-            c = r[t]
-            cells += [f"{c['mean']:.1f} ± {c['std']:.1f} ({c['n']})" if c["n"] else "-",
-                      f"{c['drop']:.1f}" if c["n"] else "-"]
-        mean = f"{r['mean_all']:.1f}" if r["mean_all"] is not None else "-"
+             "Each (task, seed) column uses one task base and one data draw for every recipe, so a column "
+             "compares recipes paired; `mean` is over all the columns and is shown only for recipes run in "
+             "every one (the others are sorted after them).", "",
+             "| recipe | " + " | ".join(f"{c}" for c in cols) + " | "
+             + " | ".join(f"{t} drop" for t in tasks) + " | mean | epochs | s/run |",
+             "|---|" + "---:|" * (len(cols) + len(tasks)) + "---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (not r["complete"], -r["mean_all"])):
+        cells = [f"{r['by_seed'][c]:.1f}" if c in r["by_seed"] else "" for c in cols]
+        cells += [f"{r[t]['drop']:.1f}" if r[t]["n"] else "" for t in tasks]
+        mean = f"**{r['mean_all']:.1f}**" if r["complete"] else ""
         lines.append(f"| {r['recipe']} | " + " | ".join(cells) + f" | {mean} | {r['epochs']} | {r['seconds']:.0f} |")
+    lines += ["", *payload.get("notes", []), "", f"![recipes]({stem}.png)"]
     write_atomic(out / f"{stem}.md", "\n".join(lines) + "\n")
     write_atomic(out / f"{stem}.json", json.dumps({**payload, "rows": rows}, indent=2, default=str))
 
@@ -272,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generalist-cache", type=Path, default=Path.home() / ".cache" / "tf_gpp" / "specialize")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--note", action="append", default=[], help="a paragraph added under the table")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     spec.set_threads(args.threads)
@@ -297,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                "budget": args.budget, "tasks": tasks, "seeds": args.seeds, "machine": machine_info(),
                "compress_defaults": {k: str(v) for k, v in spec.compress_defaults().items()},
                "recipes": {r: {k: str(v) for k, v in RECIPES[r].items()} for r in recipes},
-               "generalist": gen_info, "runs": [study.done[j["id"]] for j in jobs if j["id"] in study.done]}
+               "generalist": gen_info, "notes": args.note, "runs": [study.done[j["id"]] for j in jobs if j["id"] in study.done]}
     write_outputs(summarise(study.done, jobs), payload, args.out, "recipes")
     log(f"wrote {args.out}/recipes.md/.json/.png")
     return 0
