@@ -42,12 +42,12 @@ QUICKSTART = [
     ("md", "# tf_gpp quickstart\n\n"
            "Grow-Push-Prune in three steps on scikit-learn's 8x8 digits (1,797 images, bundled, no "
            "download): **push** the discriminant information into few neurons while training with a "
-           "plain `model.fit`, **prune** the channels with little discriminant utility and rebuild a "
-           "slimmer model, **convert** it to TFLite.\n\n"
+           "plain `model.fit`, **prune** the channels that matter least (`compress`'s measured-best "
+           "default: Taylor importance) and rebuild a slimmer model, **convert** it to TFLite.\n\n"
            "The full run takes a few minutes on 2 CPU cores. `TF_GPP_NOTEBOOK_QUICK=1` runs a tiny "
            "version (fewer epochs, one round) in well under a minute: the test suite runs that."),
     ("code", SETUP + "from tf_gpp.data import load_digits\n\n"
-             "EPOCHS, ROUNDS, FINETUNE = (3, 1, 1) if QUICK else (24, 2, 3)\n"
+             "EPOCHS, ROUNDS, FINETUNE = (3, 1, 1) if QUICK else (24, 2, 4)\n"
              "ds = load_digits()\nprint(ds.describe())"),
     ("code", "inp = keras.Input(ds.input_shape)\n"
              "x = keras.layers.Conv2D(32, 3, padding='same', activation='relu', name='conv1')(inp)\n"
@@ -79,11 +79,12 @@ QUICKSTART = [
            "Each group is a set of channels that must be removed together (a filter, and every layer "
            "that reads it)."),
     ("code", "for group in tf_gpp.channel_groups(model):\n    print(group)"),
-    ("md", "## 3. Push + prune + fine-tune to 30% of the MACs\n"
-           "`compress` runs rounds of push training, scoring, rebuilding and fine-tuning, and keeps the "
+    ("md", "## 3. Prune + fine-tune to 30% of the MACs\n"
+           "`compress` runs rounds of scoring, rebuilding and fine-tuning (its default recipe, the best "
+           "measured: Taylor importance, fine-tuning distilled from the base), and keeps the "
            "smallest model within 2 accuracy points of the base."),
     ("code", "result = tf_gpp.compress(model, ds.train, ds.val, target_macs=0.3, rounds=ROUNDS,\n"
-             "                         push_epochs=1, finetune_epochs=FINETUNE)\n"
+             "                         finetune_epochs=FINETUNE)\n"
              "print(result.summary())\nslim = result.model"),
     ("md", "## 4. Ship it: TFLite (int8), verified against Keras, timed against the base"),
     ("code", "from tf_gpp.convert import benchmark_ab, to_tflite, verify\n\n"
@@ -100,7 +101,7 @@ QUICKSTART = [
 
 FASHION = [
     ("md", "# Grow-Push-Prune on Fashion-MNIST\n\n"
-           "A base CNN, pushed and pruned with `tf_gpp.compress`, then converted to int8 TFLite.\n\n"
+           "A base CNN, pruned with `tf_gpp.compress`'s default recipe, then converted to int8 TFLite.\n\n"
            "**Small data:** the default uses 6,000 of the 60,000 training images and 5 base epochs so "
            "that it runs in a few minutes on 2 CPU cores; set `LIMIT = None` for all of them (about an "
            "hour). `TF_GPP_NOTEBOOK_QUICK=1` runs a tiny version in well under a minute (CI).\n\n"
@@ -116,16 +117,17 @@ FASHION = [
              "print('val accuracy per epoch:', [round(a, 4) for a in h['val_accuracy']])\n"
              "print(tf_gpp.profile(model))"),
     ("md", "## Compress to 25% of the MACs\n"
-           "Two rounds of push + prune + fine-tune, with knowledge distillation from the base model. "
+           "Two rounds of prune + fine-tune, the fine-tuning distilled from the base model (compress's "
+           "defaults). "
            "With `checkpoint_dir`, an interrupted run resumes from the last finished round."),
-    ("code", "result = tf_gpp.compress(model, ds.train, ds.val, target_macs=0.25, rounds=ROUNDS, push_epochs=1,\n"
-             "                         finetune_epochs=1 if QUICK else 2, distill=True,\n"
+    ("code", "result = tf_gpp.compress(model, ds.train, ds.val, target_macs=0.25, rounds=ROUNDS,\n"
+             "                         finetune_epochs=1 if QUICK else 4,\n"
              "                         checkpoint_dir='fmnist_rounds')\n"
              "print(result.summary())"),
     ("md", "## The report\n"
            "Accuracy against MACs over the rounds, the width of every layer before and after, and the "
-           "final-layer features projected on their two main discriminant directions (LDA) before and "
-           "after pushing."),
+           "final-layer features projected on their two main discriminant directions (LDA), of the base "
+           "and of the compressed model."),
     ("code", "from PIL import Image\n\nfrom tf_gpp.report import plot_report\n\n"
              "x_test, y_test = ds.as_numpy('test')\n"
              "png = plot_report('fmnist_report.png', result.to_dict(), model, result.model, result.pushed_model,\n"
@@ -217,7 +219,7 @@ TRANSFER = [
     ("code", "with warnings.catch_warnings(record=True) as caught:\n"
              "    warnings.simplefilter('always')\n"
              "    result = tf_gpp.compress(model, x_train, y_train, validation_split=0.15, target_macs=0.5,\n"
-             "                             rounds=ROUNDS, push_epochs=1, finetune_epochs=1)\n"
+             "                             rounds=ROUNDS, finetune_epochs=2)\n"
              "print(result.summary())\n"
              "for w in caught:\n"
              "    if 'tf_gpp' in w.filename or 'frozen' in str(w.message).lower():\n"

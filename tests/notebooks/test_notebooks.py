@@ -87,13 +87,7 @@ def _run(name: str, tmp_path: Path, monkeypatch, quick: bool) -> nbformat.Notebo
     return nb
 
 
-#: Too long for the default suite even in QUICK mode (a MobileNetV2 backbone: ~7 min on the shared
-#: 2-core machine); the nested-backbone compression is covered by tests/graph/test_flatten.py.
-SLOW_QUICK = {"transfer_learning.ipynb"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_QUICK else n
-                                  for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_quick(name, tmp_path, monkeypatch):
     nb = _run(name, tmp_path, monkeypatch, quick=True)
     assert "(QUICK mode)" in _text(nb)

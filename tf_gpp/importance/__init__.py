@@ -20,6 +20,11 @@ from tf_gpp.importance.taylor import Taylor
 
 _REGISTRY: dict[str, Callable[..., Importance]] = {}
 
+#: The importance ``compress``, :class:`tf_gpp.Pruner` and :class:`tf_gpp.PruningCallback` use
+#: when none is named: first-order Taylor, the best measured (docs/method.md §9); the papers'
+#: discriminant utility is ``"gpp_lda"``.
+DEFAULT_IMPORTANCE = "taylor"
+
 
 def register_importance(name: str, factory: Callable[..., Importance], *, overwrite: bool = False) -> None:
     """Make ``name`` stand for ``factory`` (an :class:`Importance` subclass or a function

@@ -29,7 +29,7 @@ from tf_gpp.data.intake import as_dataset
 from tf_gpp.errors import ArgumentError
 from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.graph.model_graph import InputShapes
-from tf_gpp.importance import Importance, get_importance
+from tf_gpp.importance import DEFAULT_IMPORTANCE, Importance, get_importance
 from tf_gpp.profile import input_shape_from_data
 from tf_gpp.prune.masking import masked_view
 from tf_gpp.prune.planner import Constraints
@@ -58,7 +58,9 @@ class PruningCallback(keras.callbacks.Callback):
         start_epoch: first pruning epoch (0-based; units are masked at its start).
         end_epoch: last pruning epoch (default: the last epoch of ``fit``).
         frequency: prune every ``frequency`` epochs from ``start_epoch`` (``end_epoch`` always).
-        importance: name or :class:`~tf_gpp.importance.Importance` (default ``"gpp_lda"``).
+        importance: name or :class:`~tf_gpp.importance.Importance` (default
+            :data:`~tf_gpp.importance.DEFAULT_IMPORTANCE`, ``"taylor"``; ``"gpp_lda"`` is the
+            papers' discriminant utility).
         schedule: :mod:`tf_gpp.prune.schedules` object or name; default ``Geometric()``
             (one geometric step per pruning epoch); ``Threshold(eta, eta_step)`` is the
             paper's per-group rule (it stops once a given target is met).
@@ -78,7 +80,7 @@ class PruningCallback(keras.callbacks.Callback):
         start_epoch: int = 0,
         end_epoch: int | None = None,
         frequency: int = 1,
-        importance: str | Importance = "gpp_lda",
+        importance: str | Importance = DEFAULT_IMPORTANCE,
         schedule: str | dict | PruningSchedule | None = None,
         constraints: Constraints | None = None,
         *,

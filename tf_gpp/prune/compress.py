@@ -110,7 +110,7 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             count; with ``strategy="global"`` at least one is required.
         max_accuracy_drop: tolerated validation accuracy loss (0.02 = 2 points).
         importance: a name of :func:`tf_gpp.importance.get` (``"taylor"``, the default, measured
-            best in docs/method.md, "Choosing the default recipe"; ``"gpp_lda"``, the paper's LDA
+            best in docs/method.md §9; ``"gpp_lda"``, the paper's LDA
             utility; ``"gpp"``, ``"gpp_linear"``, ``"l1"``, ``"bn_scale"``, ``"random"``, or one
             registered) or an :class:`Importance`.
         push: train with the push objective (``push_epochs``) before each prune, as GPP does

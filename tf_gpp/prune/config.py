@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from tf_gpp.errors import PruningRequestError
-from tf_gpp.importance import Importance, get_importance
+from tf_gpp.importance import DEFAULT_IMPORTANCE, Importance, get_importance
 from tf_gpp.prune.planner import Constraints
 from tf_gpp.prune.schedules import Geometric, PruningSchedule, Threshold, resolve_target
 
@@ -42,9 +42,9 @@ class CompressConfig:
     target_macs: float | None = None
     target_params: float | None = None
     max_accuracy_drop: float = 0.02
-    # the measured best recipe (docs/method.md, "Choosing the default recipe"): Taylor
+    # the measured best recipe (docs/method.md §9): Taylor
     # importance, no push, distillation, the whole per-round budget spent fine-tuning
-    importance: str | Importance = "taylor"
+    importance: str | Importance = DEFAULT_IMPORTANCE
     push: bool = False
     push_loss: Any = None
     strategy: str = "global"

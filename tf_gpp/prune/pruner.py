@@ -24,7 +24,7 @@ from tf_gpp.data.intake import as_dataset
 from tf_gpp.errors import ArgumentError
 from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.graph.model_graph import InputShapes
-from tf_gpp.importance import Importance, get_importance
+from tf_gpp.importance import DEFAULT_IMPORTANCE, Importance, get_importance
 from tf_gpp.profile import input_shape_from_data
 from tf_gpp.prune.planner import Constraints, estimate_cost, group_scores
 from tf_gpp.prune.schedules import Cost, PruningSchedule, get, resolve_target
@@ -135,7 +135,7 @@ class Pruner:
     def __init__(
         self,
         model: keras.Model,
-        importance: str | Importance = "gpp_lda",
+        importance: str | Importance = DEFAULT_IMPORTANCE,
         constraints: Constraints | None = None,
         *,
         round_to: int | None = None,
