@@ -52,6 +52,7 @@ for _p in (TOOLS, REPO):
 
 import benchmark_specialize as spec  # noqa: E402
 import numpy as np  # noqa: E402
+from _report import set_threads  # noqa: E402
 
 #: name -> (compress kwargs, task base kind); ``"push_loss_g"`` builds a PushLoss with that g.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", action="append", default=[], help="a paragraph added under the table")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    spec.set_threads(args.threads)
+    set_threads(args.threads)
     started = time.time()
 
     def log(msg: str) -> None:

@@ -85,6 +85,7 @@ for _p in (TOOLS, REPO):
         sys.path.insert(0, str(_p))
 
 import numpy as np  # noqa: E402
+from _report import set_threads  # noqa: E402
 
 ALPHA = 0.35
 INPUT_SHAPE = (32, 32, 3)
@@ -166,16 +167,6 @@ SELECTION: dict[str, dict[str, Any]] = {
 
 def _key(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
-def set_threads(n: int) -> None:
-    """Intra- and inter-op threads of TensorFlow (before any op runs)."""
-    os.environ["TF_NUM_INTRAOP_THREADS"] = str(n)
-    os.environ["TF_NUM_INTEROP_THREADS"] = str(n)
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(n)
-    tf.config.threading.set_inter_op_parallelism_threads(n)
 
 
 def compress_defaults() -> dict[str, Any]:
