@@ -397,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-rounds", type=int, default=3)
     sp.add_argument("--max-params", type=int)
     sp.add_argument("--epochs-per-round", type=int, default=2)
-    sp.add_argument("--then-compress", type=float, metavar="TARGET_MACS", help="then push+prune to this MACs fraction")
+    sp.add_argument("--then-compress", type=float, metavar="TARGET_MACS", help="then compress to this MACs fraction (compress's defaults)")
     sp.add_argument("--limit", type=int)
     sp.set_defaults(func=cmd_grow)
 
