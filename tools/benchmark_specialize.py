@@ -412,7 +412,9 @@ class Runner:
         self.args, self.run, self.cache, self.log = args, run, cache, log
         self.models = cache / "models"
         self.models.mkdir(parents=True, exist_ok=True)
-        self.results_file = cache / f"runs_{_key(run)}.jsonl"
+        # which criterion is compress's default marks a row; it changes no run, so not the key
+        recipe = {k: v for k, v in run.items() if k not in ("default_importance", "default_push")}
+        self.results_file = cache / f"runs_{_key(recipe)}.jsonl"
         self.done: dict[str, dict] = {}
         if self.results_file.exists():
             for line in self.results_file.read_text().splitlines():
