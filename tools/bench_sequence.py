@@ -269,12 +269,15 @@ def write_outputs(payload: dict, stem: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, small data, 50%% only")
+    parser.add_argument("--seeds", type=int, help="seeds (default: 2 full, 1 quick)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--note", action="append", default=[], help="a line under the table")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     mode = "quick" if args.quick else "full"
-    cfg = SETTINGS[mode]
+    cfg = dict(SETTINGS[mode])
+    if args.seeds:
+        cfg["seeds"] = args.seeds
     started = time.time()
 
     def log(msg: str) -> None:
