@@ -88,4 +88,4 @@ def test_group_normalization_prunes_whole_groups_exactly():
     x = np.random.default_rng(1).normal(size=(4, 6, 6, 3)).astype("float32")
     np.testing.assert_allclose(slim.predict(x, verbose=0), ref.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
     # other plans through the handlers' own masks, and two whole groups at once
-    assert_equivalent(m, {"c1": [0, 7]}).get_layer("gn").groups == 2
+    assert assert_equivalent(m, {"c1": [0, 7]}).get_layer("gn").groups == 2

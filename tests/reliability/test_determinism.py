@@ -64,14 +64,19 @@ def _assert_same_model(a: keras.Model, b: keras.Model, x: np.ndarray) -> None:
     np.testing.assert_allclose(a.predict(x, verbose=0), b.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
-def test_compress_same_seed_same_slim_model(base, data):
-    """GPP default (push + gpp_lda + fine-tune): same seed -> same widths, weights, predictions."""
-    first = _compress(base, data, seed=3)
-    second = _compress(base, data, seed=3)
+@pytest.mark.parametrize("recipe", [{}, {"importance": "gpp_lda", "push": True}], ids=["default", "gpp_push"])
+def test_compress_same_seed_same_slim_model(base, data, recipe):
+    """The default recipe (Taylor + distilled fine-tuning) and GPP (push + gpp_lda): same seed ->
+    same widths, weights, predictions (and the same pushed model)."""
+    first = _compress(base, data, seed=3, **recipe)
+    second = _compress(base, data, seed=3, **recipe)
     assert first.history[0].removed_units == second.history[0].removed_units > 0
     assert first.history[0].accuracy == second.history[0].accuracy
     _assert_same_model(first.model, second.model, data[1][0][:64])
-    _assert_same_model(first.pushed_model, second.pushed_model, data[1][0][:64])
+    if recipe.get("push"):
+        _assert_same_model(first.pushed_model, second.pushed_model, data[1][0][:64])
+    else:
+        assert first.pushed_model is None
 
 
 def _plan(base: keras.Model, importance, data=None) -> dict[int, list[int]]:

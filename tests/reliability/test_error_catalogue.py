@@ -115,7 +115,7 @@ def test_M3_no_dense_classifier_head():
     y = np.arange(30) % 3
     with pytest.raises(tf_gpp.UnsupportedModelError, match="no Dense classifier head"):
         tf_gpp.compress(_cnn_no_head(), (x, y), (x, y), target_macs=0.5, rounds=1, push=False,
-                        finetune_epochs=0, verbose=0)
+                        importance="gpp_lda", finetune_epochs=0, verbose=0)
 
 
 def test_M4_nonexistent_feature_layer():
