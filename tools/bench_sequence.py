@@ -239,7 +239,7 @@ def write_outputs(payload: dict, stem: str) -> None:
     errors = {f: v["error"] for f, v in lat.items() if isinstance(v, dict) and "error" in v}
     if errors:
         lines += ["", *[f"- {f}: LiteRT conversion or timing failed: `{e}`" for f, e in errors.items()]]
-    lines += ["", *payload.get("notes", []), "", f"![accuracy vs MACs]({stem}.png)", ""]
+    lines += ["", *[f"- {n}" for n in payload.get("notes", [])], "", f"![accuracy vs MACs]({stem}.png)", ""]
     write_atomic(RESULTS / f"{stem}.md", "\n".join(lines))
     write_atomic(RESULTS / f"{stem}.json", json.dumps(payload, indent=2, default=str))
 
@@ -272,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, help="seeds (default: 2 full, 1 quick)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--note", action="append", default=[], help="a line under the table")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the outputs from the JSON, with --note")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     mode = "quick" if args.quick else "full"
@@ -279,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds:
         cfg["seeds"] = args.seeds
     started = time.time()
+    stem = "sequence" if mode == "full" else "sequence_quick"
+    if args.report_only:
+        payload = json.loads((RESULTS / f"{stem}.json").read_text())
+        write_outputs({**payload, "notes": args.note}, stem)
+        return 0
 
     def log(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')} {time.time() - started:6.0f}s] {msg}", flush=True)
@@ -287,7 +293,6 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"mode": mode, "command": "python tools/bench_sequence.py " + " ".join(argv or sys.argv[1:]),
                "settings": cfg, "machine": machine_info(), "elapsed_s": round(time.time() - started, 1),
                "summary": summarise(result["rows"]), "notes": args.note, **result}
-    stem = "sequence" if mode == "full" else "sequence_quick"
     write_outputs(payload, stem)
     log(f"wrote {RESULTS / stem}.md/.json/.png")
     return 0
