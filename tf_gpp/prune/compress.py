@@ -98,6 +98,12 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
     ``options`` are those of :class:`~tf_gpp.prune.config.CompressConfig` (their defaults are
     in this function's signature); with ``config=`` they replace its values.
 
+    What it trains with: the classifier output with cross-entropy for its labels (sparse,
+    one-hot or binary; from logits or probabilities as the output is), other outputs with the
+    model's own compiled losses, half of it distilled from the unpruned model's logits
+    (``distill``), with ``Adam(learning_rate)`` decayed to 0 within each fit (``lr_schedule``).
+    The model's compiled optimizer is not reused: the recipe was measured with this one.
+
     Args:
         model: functional or Sequential classifier (logits or softmax, or a binary
             classifier's single unit; a multi-output model with ``output=`` naming the classifier).
