@@ -249,8 +249,7 @@ print(json.dumps({
 """
 
 
-@pytest.mark.slow  # a fresh interpreter with 2 logical CPUs, 3 epochs, a TFLite conversion: ~20 s CPU
-def test_push_and_prune_in_one_distributed_fit_then_strip_and_tflite():
+def test_push_and_prune_in_one_distributed_fit_then_strip_and_tflite():  # ~20 s: a fresh interpreter
     """The issue's done-when test: SGD with momentum, label smoothing and class weights, an
     augmentation layer, PushSchedule + PruningCallback in one fit under MirroredStrategy (2
     logical CPUs, a fresh interpreter), strip to <= the MACs target, TFLite close to Keras."""
