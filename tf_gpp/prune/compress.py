@@ -1,4 +1,4 @@
-"""The iterative compression driver: score -> prune -> fine-tune (-> optionally push-train first), in rounds.
+"""The iterative compression driver: [push-train ->] score -> prune -> fine-tune, in rounds.
 
 ``compress`` is a short loop over the public parts: a :class:`~tf_gpp.prune.Pruner` does each
 round's score -> plan -> rebuild with a :mod:`schedule <tf_gpp.prune.schedules>`
