@@ -61,14 +61,6 @@ def _input_batches(model: keras.Model, data: Any, batch_size: int) -> tf.data.Da
                       what="recalibrate_batchnorm: data").map(lambda x, *_: x)
 
 
-def _is_inputs_only(data: Any) -> bool:
-    """``x`` without labels: an array, or a dataset whose elements are not ``(x, y[, w])``/dicts."""
-    if isinstance(data, tf.data.Dataset):
-        spec = data.element_spec
-        return not isinstance(spec, Mapping) and not (isinstance(spec, tuple) and len(spec) in (2, 3))
-    return not isinstance(data, tuple | list | Mapping) and not hasattr(data, "train")
-
-
 class _BatchStats:
     """Sums of per-batch means and variances of one BN layer; its call uses batch statistics."""
 

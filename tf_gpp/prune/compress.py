@@ -150,7 +150,7 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
     """
     cfg = CompressConfig.from_kwargs(config, **options).validate()
     keras.utils.set_random_seed(cfg.seed)
-    base_dep = _check_model(model, cfg)
+    base_dep = _check_model(model, cfg.push)
     validate_ignored_layers(base_dep, cfg.ignored_layers)  # a typo is refused before any training
     x, y, validation_data = split_fit_arguments(train_data, validation_data)  # compress(model, x, y) as fit
     train, val, task = as_training_data(model, x, y, validation_data=validation_data,
@@ -272,10 +272,10 @@ compress.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
 ], return_annotation="CompressResult")
 
 
-def _check_model(model: Any, cfg: CompressConfig) -> DependencyGraph:
+def _check_model(model: Any, push: bool) -> DependencyGraph:
     """The model's dependency graph; refuses models ``compress`` cannot train or rebuild."""
     dep = DependencyGraph(model)  # UnsupportedModelError for subclassed models and non-models
-    if len(model.outputs) != 1 and cfg.push:
+    if len(model.outputs) != 1 and push:
         raise UnsupportedModelError(
             f"model {model.name!r} has {len(model.outputs)} outputs; push training needs a single "
             "classifier output: pass push=False (the other heads are then trained with their own "
