@@ -8,10 +8,14 @@ on the full training split (54k images, 6k validation) and cached in
 ``benchmarks/cache/``. It is then compressed to 50%, 25% and 10% of its MACs
 (at 10% also to <= 50K params) by ``tf_gpp.compress`` with
 
-* ``gpp``       compress's *default recipe as it is at run time* (importance and push
-                from ``inspect.signature(tf_gpp.compress)``; recorded in the JSON);
+* ``gpp``       the LDA utility with pushing (the paper's Grow-Push-Prune);
 * ``gpp_lda``   the LDA utility without pushing — the CVIU paper's LDA-prune;
 * ``l1``, ``bn_scale``, ``taylor``, ``random`` — the usual criteria;
+
+every one with compress's other defaults at run time (distillation, BatchNorm
+re-estimation, ...; recorded in the JSON). The criterion that is compress's default
+(importance and push, from ``inspect.signature(tf_gpp.compress)``) is marked in the
+report and is the one the conclusions compare;
 
 all fine-tuning on the **full training split**: every compress "epoch" is a pass
 of ``unit_epochs`` of the training split drawn afresh from all 54k images, the
@@ -23,7 +27,7 @@ Three references:
   same MACs, trained from scratch with the base recipe for the **same total
   epochs** as base training plus compression (the same images seen);
 * ``scratch_time``: the same net trained for the **same wall time** as base
-  training plus one compression (``gpp`` at that budget, mean over its seeds),
+  training plus one compression (the default criterion at that budget, mean over its seeds),
   with a cosine decay in wall time and a stop at the limit;
 * ``tfmot``: ``prune_low_magnitude`` (unstructured) from the same base weights to
   sparsity 1 - budget, the same images as one compression, in a tf_keras
@@ -32,7 +36,8 @@ Three references:
 Per model: test accuracy, params (non-zero for tfmot), MACs, ``.tflite`` size and
 LiteRT 1-thread latency, all seed-0 models timed interleaved in one loop with the base.
 
-Every run appends its result to ``<cache>/results.jsonl``; a restarted run skips
+Every run appends its result to ``<cache>/results_<settings key>.jsonl`` (the key hashes
+the protocol and compress's defaults, so a changed recipe starts afresh); a restarted run skips
 what is there (and compress resumes a half-finished job from its round
 checkpoints). Seeds 0 and 1 of every criterion are always run; then, until the
 ``--deadline-min`` budget would be overrun, the wall-time scratch rows and a third
@@ -52,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import inspect
 import json
 import os
@@ -70,9 +76,8 @@ if str(REPO) not in sys.path:
 
 import fmnist_common as fc  # noqa: E402
 
-#: importance/push None = compress's default at run time.
 PRUNE_METHODS: dict[str, dict[str, Any]] = {
-    "gpp": {"importance": None, "push": None, "label": "GPP: compress's default recipe"},
+    "gpp": {"importance": "gpp_lda", "push": True, "label": "GPP: LDA utility + push"},
     "gpp_lda": {"importance": "gpp_lda", "push": False, "label": "LDA-prune (gpp_lda utility, no push)"},
     "l1": {"importance": "l1", "push": False, "label": "L1 filter norm"},
     "bn_scale": {"importance": "bn_scale", "push": False, "label": "BN scale"},
@@ -109,7 +114,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     },
     "quick": {
         "budgets": [0.25],
-        "methods": ["gpp", "gpp_lda", "l1", "scratch", "scratch_time", "tfmot"],
+        "methods": ["taylor", "gpp", "l1", "scratch", "scratch_time", "tfmot"],
         "seeds": 1,
         "max_seeds": 1,
         "extra_seed_gap": 0.01,
@@ -152,6 +157,22 @@ def compress_defaults() -> dict[str, Any]:
     return out
 
 
+def default_method(defaults: dict[str, Any] | None = None) -> str | None:
+    """The criterion of ``PRUNE_METHODS`` that is compress's default recipe (importance and push)."""
+    d = defaults or compress_defaults()
+    return next((m for m, spec in PRUNE_METHODS.items()
+                 if spec["importance"] == d.get("importance") and spec["push"] == d.get("push")), None)
+
+
+def results_key(cfg: dict, defaults: dict[str, Any]) -> str:
+    """What the runs depend on: the protocol's training settings and compress's defaults (not
+    which criterion is the default, which only marks a row)."""
+    run = {k: cfg.get(k) for k in ("rounds", "unit_epochs", "units_per_round", "lr", "batch_size",
+                                   "params_cap", "limit_test")}
+    run["compress"] = {k: v for k, v in defaults.items() if k not in ("importance", "push")}
+    return hashlib.sha1(json.dumps(run, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
 def unit_steps(cfg: dict, n_train: int) -> int:
     """Batches in one compress epoch (a ``unit_epochs`` share of the training split)."""
     return max(1, int(round(cfg["unit_epochs"] * n_train / cfg["batch_size"])))
@@ -165,8 +186,7 @@ def compress_steps(cfg: dict, n_train: int) -> int:
 def compress_kwargs(method: str, cfg: dict, budget: float, seed: int) -> dict[str, Any]:
     """The protocol's arguments to ``tf_gpp.compress`` (the rest stay compress's defaults)."""
     spec = PRUNE_METHODS[method]
-    defaults = compress_defaults()
-    push = defaults["push"] if spec["push"] is None else spec["push"]
+    push = spec["push"]
     units = cfg["units_per_round"]
     kw: dict[str, Any] = {
         "target_macs": budget,
@@ -179,11 +199,9 @@ def compress_kwargs(method: str, cfg: dict, budget: float, seed: int) -> dict[st
         "learning_rate": cfg["lr"],
         "batch_size": cfg["batch_size"],
         "seed": seed,
+        "importance": spec["importance"],
+        "push": push,
     }
-    if spec["importance"] is not None:
-        kw["importance"] = spec["importance"]
-    if spec["push"] is not None:
-        kw["push"] = spec["push"]
     return kw
 
 
@@ -478,7 +496,7 @@ class Runner:
         self.cfg, self.mode, self.cache = cfg, mode, cache
         self.base_path, self.base_info = base_path, base_info
         self.tfmot_site, self.threads, self.in_process, self.log = tfmot_site, threads, in_process, log
-        self.jsonl = cache / "results.jsonl"
+        self.jsonl = cache / f"results_{results_key(cfg, compress_defaults())}.jsonl"
         self.results = load_results(self.jsonl)
         self.failed: list[str] = []
         self.done_now = 0
@@ -543,7 +561,7 @@ def mandatory_jobs(cfg: dict) -> list[dict]:
 
 def close_neighbours(results: dict[str, dict], cfg: dict, budget: float, n_seeds: int) -> list[str]:
     """Criteria at ``budget`` whose mean accuracy is within ``extra_seed_gap`` of the next one
-    in the ranking; those close to ``gpp`` first (the comparison the benchmark is for)."""
+    in the ranking; those close to the default criterion first (the comparison the benchmark is for)."""
     import numpy as np
 
     means = {}
@@ -557,13 +575,13 @@ def close_neighbours(results: dict[str, dict], cfg: dict, budget: float, n_seeds
     for a, b in zip(order, order[1:], strict=False):
         if means[a] - means[b] < cfg["extra_seed_gap"]:
             close |= {a, b}
-    g = means.get("gpp")
+    g = means.get(default_method())
     first = [m for m in order if m in close and g is not None and abs(means[m] - g) < cfg["extra_seed_gap"]]
     return first + [m for m in order if m in close and m not in first]
 
 
 def scratch_time_limit(results: dict[str, dict], base_info: dict, budget: float) -> dict | None:
-    """Base training + the mean time of compress (``gpp``; any criterion if none), in CPU seconds
+    """Base training + the mean time of compress (the default criterion; any if none), in CPU seconds
     of the 1-thread process (the time a dedicated core takes: on this shared machine the wall
     time of the same work varied ~3x with the other jobs' load). Wall seconds are recorded too."""
     import numpy as np
@@ -571,7 +589,7 @@ def scratch_time_limit(results: dict[str, dict], base_info: dict, budget: float)
     base_cpu = base_info.get("train_cpu_seconds")
     if base_cpu is None:
         return None
-    for pick in ("gpp", None):
+    for pick in (default_method(), None):
         runs = [r for r in results.values() if r["budget"] == budget and r["method"] in PRUNE_METHODS
                 and (pick is None or r["method"] == pick) and r.get("cpu_seconds") is not None
                 and not r.get("resumed")]  # a resumed run's time misses its earlier rounds
@@ -587,14 +605,15 @@ def scratch_time_limit(results: dict[str, dict], base_info: dict, budget: float)
 
 def optional_jobs(results: dict[str, dict], cfg: dict, base_info: dict) -> list[tuple[dict, float]]:
     """(job, estimated seconds) in priority order: the 10% wall-time scratch, third seeds close
-    to gpp, the other wall-time scratch rows interleaved with the other third seeds."""
+    to the default criterion, the other wall-time scratch rows interleaved with the other third seeds."""
     import numpy as np
 
+    ref = default_method()
     seeds_extra: list[list[dict]] = [[], []]
     for s in range(cfg["seeds"], cfg.get("max_seeds", cfg["seeds"])):
         for b in cfg["budgets"]:
             names = close_neighbours(results, cfg, b, cfg["seeds"])
-            g = [r["accuracy"] for r in results.values() if r["method"] == "gpp" and r["budget"] == b]
+            g = [r["accuracy"] for r in results.values() if r["method"] == ref and r["budget"] == b]
             for m in names:
                 accs = [r["accuracy"] for r in results.values() if r["method"] == m and r["budget"] == b]
                 near_gpp = bool(g) and abs(np.mean(accs) - np.mean(g)) < cfg["extra_seed_gap"]
@@ -733,26 +752,29 @@ def _f(x: float | None, d: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{d}f}"
 
 
-def conclusions(rows: list[dict], base_info: dict, cfg: dict) -> list[str]:
-    """Data-driven statements (computed from the rows, so they cannot drift from the table)."""
+def conclusions(rows: list[dict], base_info: dict, cfg: dict, default: str | None) -> list[str]:
+    """Data-driven statements about compress's default criterion (computed from the rows, so they
+    cannot drift from the table)."""
     out = []
     structured = [m for m in PRUNE_METHODS if m in cfg["methods"]]
     for budget in cfg["budgets"]:
         at = {r["method"]: r for r in rows if r["budget"] == budget}
-        if "gpp" not in at:
+        if default not in at:
             continue
-        g = at["gpp"]
-        others = {m: r for m, r in at.items() if m in structured and m != "gpp"}
+        g = at[default]
+        others = {m: r for m, r in at.items() if m in structured and m != default}
         parts = []
         if others:
             best_m, best = max(others.items(), key=lambda kv: kv[1]["accuracy_mean"])
             diff = 100 * (g["accuracy_mean"] - best["accuracy_mean"])
             rank = 1 + sum(r["accuracy_mean"] > g["accuracy_mean"] for r in others.values())
-            parts.append(f"GPP ranks {rank}/{len(others) + 1} among the structured criteria "
+            parts.append(f"the default ({default}) ranks {rank}/{len(others) + 1} among the structured criteria "
                          f"({100 * g['accuracy_mean']:.2f}% vs best other, {best_m}, "
                          f"{100 * best['accuracy_mean']:.2f}%: {diff:+.2f} pts)")
-        if "gpp_lda" in at:
-            parts.append(f"vs gpp_lda without push {100 * (g['accuracy_mean'] - at['gpp_lda']['accuracy_mean']):+.2f} pts")
+        for m in ("gpp", "gpp_lda"):
+            if m in at and m != default:
+                parts.append(f"vs {m} ({PRUNE_METHODS[m]['label']}) "
+                             f"{100 * (g['accuracy_mean'] - at[m]['accuracy_mean']):+.2f} pts")
         for ref, what in (("scratch", "equal-epochs scratch"), ("scratch_time", "equal-time scratch")):
             if ref in at:
                 parts.append(f"vs {what} {100 * (g['accuracy_mean'] - at[ref]['accuracy_mean']):+.2f} pts")
@@ -760,7 +782,7 @@ def conclusions(rows: list[dict], base_info: dict, cfg: dict) -> list[str]:
             t = at["tfmot"]
             parts.append(f"vs tfmot unstructured {100 * (g['accuracy_mean'] - t['accuracy_mean']):+.2f} pts "
                          f"(tfmot keeps the base's latency: CPU speed-up {_f(t['speedup_cpu'], 2)}x "
-                         f"vs GPP {_f(g['speedup_cpu'], 2)}x)")
+                         f"vs {_f(g['speedup_cpu'], 2)}x)")
         out.append(f"- **{int(100 * budget)}% MACs**: " + "; ".join(parts) + ".")
     return out
 
@@ -806,11 +828,11 @@ def write_markdown(payload: dict, path: Path) -> None:
         f"({c_images / n_train:.2f} epochs) per compression. MACs target per round shrinks geometrically to the budget."
         + "".join(f" At the {int(100 * float(b))}% budget every structured method must also fit in {n:,} params."
                   for b, n in cfg.get("params_cap", {}).items()),
-        f"- `gpp` = compress's defaults at run time: importance `{cd.get('importance')}`, push {cd.get('push')}, "
-        f"distill {cd.get('distill')}, lr_schedule `{cd.get('lr_schedule')}`"
+        f"- compress's default recipe at run time: importance `{cd.get('importance')}`, push {cd.get('push')} "
+        f"(the row marked *default*), distill {cd.get('distill')}, lr_schedule `{cd.get('lr_schedule')}`"
         + (", BatchNorm re-estimation inside compress" if payload.get("has_recalibrate_batchnorm") else "")
-        + ". The other criteria use the same defaults except importance and push=False. "
-        "All of compress's defaults are in the JSON (`compress_defaults`).",
+        + ". Every criterion runs with these defaults except its importance and push (`gpp`: the LDA utility "
+        "with push; the others without). All of compress's defaults are in the JSON (`compress_defaults`).",
         f"- tfmot: same base weights, {c_steps} batches from the full split (the images of one compression), "
         "`prune_low_magnitude` with polynomial decay to sparsity 1 - budget over the first 70% of the steps; "
         "params column shows non-zero weights; latency from the plain .tflite and from the converter's "
@@ -821,7 +843,7 @@ def write_markdown(payload: dict, path: Path) -> None:
         f"({(base_images + c_images) / n_train:.2f} epochs, {base_images + c_images:,} images, as many as base "
         "training + compression); one cosine decay over all steps. Not held to the params cap.",
         "- scratch_time (equal time): the same net trained for the base's training time plus the mean time of "
-        "`gpp`'s compress runs at that budget, counted in CPU seconds of the 1-thread process — the wall time "
+        "the default criterion's compress runs at that budget, counted in CPU seconds of the 1-thread process — the wall time "
         "on a dedicated core (on this shared machine the wall time of the same work varied ~3x with the other "
         "jobs' load, so wall seconds would not measure the work); the learning rate follows a cosine over that "
         "time and training stops at the limit. The seconds (CPU and wall) are under the table and in the JSON.",
@@ -840,13 +862,15 @@ def write_markdown(payload: dict, path: Path) -> None:
         "| method | " + " | ".join(f"{int(100 * b)}% MACs" for b in cfg["budgets"]) + " |",
         "|---|" + "---:|" * len(cfg["budgets"]),
     ]
+    default = payload.get("default_method")
     for method in cfg["methods"]:
         cells = []
         for b in cfg["budgets"]:
             r = next((r for r in rows if r["method"] == method and r["budget"] == b), None)
             cells.append(_acc(r) if r else "—")
         if any(c != "—" for c in cells):
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            name = f"**{method} (default)**" if method == default else method
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "## All figures",
@@ -887,15 +911,15 @@ def write_markdown(payload: dict, path: Path) -> None:
             f"{r['compress_s']:.0f} ({r['compress_s_from']}, {r['compress_runs']} runs; wall "
             f"{r['base_train_wall_s']:.0f} + {r['compress_wall_s']:.0f} s) -> {r['epochs']:.1f} epochs"
             for r in st) + "."]
-    goal = [r for r in rows if r["method"] == "gpp" and r["budget"] <= 0.1]
+    goal = [r for r in rows if r["method"] == default and r["budget"] <= 0.1]
     lines += ["", "## What this shows", ""]
-    lines += conclusions(rows, base, cfg)
+    lines += conclusions(rows, base, cfg, default)
     if goal:
         g = goal[0]
         ok_size = g["params"] <= 50_000
         ok_acc = g["accuracy_mean"] >= 0.93
         lines.append(
-            f"- Goal \"<= 50K params at <= 10% MACs with 93.0%\": GPP reaches {100 * g['accuracy_mean']:.2f}% with "
+            f"- Goal \"<= 50K params at <= 10% MACs with 93.0%\": the default ({default}) reaches {100 * g['accuracy_mean']:.2f}% with "
             f"{g['params']:,} params at {100 * g['macs_ratio']:.1f}% MACs — size {'met' if ok_size else 'not met'}, "
             f"accuracy {'met' if ok_acc else 'not met'}."
         )
@@ -936,9 +960,11 @@ def write_plot(payload: dict, path: Path) -> None:
             xs = [r[xkey] / (1e6 if xkey == "macs" else 1) for r in pts]
             ys = [100 * r["accuracy_mean"] for r in pts]
             err = [100 * (r["accuracy_std"] or 0) for r in pts]
-            style = {"marker": "o" if m in PRUNE_METHODS else "s", "lw": 2.4 if m == "gpp" else 1.2, "ms": 6,
+            is_default = m == payload.get("default_method")
+            style = {"marker": "o" if m in PRUNE_METHODS else "s", "lw": 2.4 if is_default else 1.2, "ms": 6,
                      "ls": "--" if m in REFERENCE_METHODS else "-"}
-            ax.errorbar(xs, ys, yerr=err, color=cmap(i % 10), label=m, capsize=3, **style)
+            ax.errorbar(xs, ys, yerr=err, color=cmap(i % 10), capsize=3,
+                        label=f"{m} (default)" if is_default else m, **style)
         bx = base["macs"] / 1e6 if xkey == "macs" else bl["cpu_median_ms"]
         ax.plot([bx], [100 * base["test_accuracy"]], "k*", ms=14, label="base")
         ax.axhline(93.0, color="grey", lw=0.8, ls=":", label="93.0% goal")
@@ -1053,6 +1079,8 @@ def main(argv: list[str] | None = None) -> int:
             "settings": cfg,
             "threads": args.threads,
             "compress_defaults": defaults,
+            "default_method": default_method(defaults),
+            "results_file": runner.jsonl.name,
             "has_recalibrate_batchnorm": hasattr(tf_gpp, "recalibrate_batchnorm"),
             "compress_steps": compress_steps(cfg, base_info["n_train"]),
             "machine": machine,

@@ -23,7 +23,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.skipif(not DATA.exists(), reason="needs the Debian package dataset-fashion-mnist")
 def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     out, cache = tmp_path / "out", tmp_path / "cache"
-    common = ("--methods", "gpp,l1,scratch,scratch_time", "--out", str(out), "--cache", str(cache))
+    common = ("--methods", "taylor,gpp,scratch,scratch_time", "--out", str(out), "--cache", str(cache))
     proc = _run(*common)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     payload = json.loads((out / "fashion_mnist.json").read_text())
@@ -31,8 +31,9 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     base = payload["base"]
     assert base["test_accuracy"] > 0.6  # a base worth compressing
     rows = {r["method"]: r for r in payload["rows"]}
-    assert set(rows) == {"gpp", "l1", "scratch", "scratch_time"}
-    for method in ("gpp", "l1"):
+    assert set(rows) == {"taylor", "gpp", "scratch", "scratch_time"}
+    assert payload["default_method"] == "taylor"  # compress's default criterion, marked
+    for method in ("taylor", "gpp"):
         r = rows[method]
         assert r["macs_ratio"] <= 0.25 + 1e-9, (method, r["macs_ratio"])
         assert 0.5 < r["accuracy_mean"] <= 1.0
@@ -42,14 +43,14 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     scratch = rows["scratch"]
     assert scratch["train_images"] == (base["recipe"]["epochs"] * base["n_train"]
                                        + payload["compress_steps"] * payload["settings"]["batch_size"])
-    # equal time: base training + gpp's compression, in CPU seconds, stopped at the limit
+    # equal time: base training + the default criterion's compression, in CPU seconds, stopped at the limit
     timed = rows["scratch_time"]
-    gpp_cpu = payload["jobs"]["gpp_b25_s0"]["cpu_seconds"]
-    assert timed["time_limit_s"] == pytest.approx(base["train_cpu_seconds"] + gpp_cpu, abs=0.2)
+    default_cpu = payload["jobs"]["taylor_b25_s0"]["cpu_seconds"]
+    assert timed["time_limit_s"] == pytest.approx(base["train_cpu_seconds"] + default_cpu, abs=0.2)
     assert timed["cpu_seconds"] == pytest.approx(timed["time_limit_s"], rel=0.1, abs=5)
     assert timed["stopped_by_time"]
     md = (out / "fashion_mnist.md").read_text()
-    assert "| gpp | 25% |" in md and "| l1 | 25% |" in md and "| scratch_time |" in md
+    assert "| gpp | 25% |" in md and "| taylor | 25% |" in md and "**taylor (default)**" in md and "| scratch_time |" in md
     assert (out / "fashion_mnist.png").stat().st_size > 10_000
     # resumable: a second call finds every run in the JSONL and trains nothing
     again = _run(*common)
