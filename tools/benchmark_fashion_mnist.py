@@ -496,7 +496,9 @@ class Runner:
         self.cfg, self.mode, self.cache = cfg, mode, cache
         self.base_path, self.base_info = base_path, base_info
         self.tfmot_site, self.threads, self.in_process, self.log = tfmot_site, threads, in_process, log
-        self.jsonl = cache / f"results_{results_key(cfg, compress_defaults())}.jsonl"
+        key = results_key(cfg, compress_defaults())
+        self.jsonl = cache / f"results_{key}.jsonl"
+        self.models = cache / f"models_{key}"  # one recipe's round checkpoints never resume another's
         self.results = load_results(self.jsonl)
         self.failed: list[str] = []
         self.done_now = 0
@@ -512,7 +514,7 @@ class Runner:
         jobdir.mkdir(parents=True, exist_ok=True)
         result_file = jobdir / f"{job['id']}.json"
         result_file.unlink(missing_ok=True)
-        spec = {"job": job, "cfg": self.cfg, "mode": self.mode, "workdir": str(self.cache / "models"),
+        spec = {"job": job, "cfg": self.cfg, "mode": self.mode, "workdir": str(self.models),
                 "base_path": str(self.base_path), "base_info": self.base_info, "result": str(result_file),
                 "threads": self.threads}
         spec_file = jobdir / f"{job['id']}.spec.json"
@@ -1046,9 +1048,10 @@ def main(argv: list[str] | None = None) -> int:
     prof = tf_gpp.profile(base_model)
     base_info["layer_macs"] = {la.name: la.macs for la in prof.layers if la.macs}
     del base_model
-    base_info["tflite"] = export_base(base_path, cache / "models")
-    base_info["n_val"] = int(len(_data(cfg, mode)["y_val"]))
     defaults = compress_defaults()
+    models = cache / f"models_{results_key(cfg, defaults)}"  # this recipe's models and checkpoints
+    base_info["tflite"] = export_base(base_path, models)
+    base_info["n_val"] = int(len(_data(cfg, mode)["y_val"]))
     log(f"compress defaults: importance={defaults.get('importance')} push={defaults.get('push')} "
         f"distill={defaults.get('distill')}; recalibrate_batchnorm: {hasattr(tf_gpp, 'recalibrate_batchnorm')}; "
         f"one compression = {compress_steps(cfg, base_info['n_train'])} batches of {cfg['batch_size']}")
