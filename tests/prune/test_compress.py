@@ -45,6 +45,20 @@ def test_digits_compressed_to_30_percent_macs_within_2_points(base, tmp_path_fac
     assert [h.accuracy for h in again.history] == [h.accuracy for h in res.history]
     x = val[0][:8]
     np.testing.assert_allclose(again.model.predict(x, verbose=0), res.model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    # the same folder with other options is refused, naming them; the folder is left as it was
+    before = {f.name: f.stat().st_mtime_ns for f in ckpt.iterdir()}
+    with pytest.raises(tf_gpp.PruningRequestError, match=r"importance='taylor' there, 'l1' now.*new checkpoint_dir"):
+        tf_gpp.compress(base, train, val, target_macs=0.3, rounds=3, importance="l1", checkpoint_dir=ckpt,
+                        verbose=0)
+    with pytest.raises(tf_gpp.PruningRequestError, match=r"target_macs=0.3 there, 0.2 now"):
+        tf_gpp.compress(base, train, val, target_macs=0.2, rounds=3, checkpoint_dir=ckpt, verbose=0)
+    assert {f.name: f.stat().st_mtime_ns for f in ckpt.iterdir()} == before
+    # a checkpoint from before options were recorded resumes, with a warning that it cannot check
+    del state["recipe"]
+    (ckpt / "state.json").write_text(json.dumps(state))
+    with pytest.warns(UserWarning, match="did not record its options"):
+        old = tf_gpp.compress(base, train, val, target_macs=0.3, rounds=3, checkpoint_dir=ckpt, verbose=0)
+    assert [h.accuracy for h in old.history] == [h.accuracy for h in res.history]
 
 
 def test_compress_bad_arguments(base):

@@ -810,3 +810,16 @@ def test_M12_norm_over_channels_and_stateful_rnn_freeze_with_their_reason():
     with approximate_normalization():
         slim = tf_gpp.prune_channels(model, {"p": [0, 3]})
     assert slim.get_layer("norm").get_weights()[0].shape == (6,)
+
+
+def test_M13_checkpoint_dir_of_a_run_with_other_options(tmp_path):
+    x, y = _xy()
+    ckpt = tmp_path / "ckpt"
+    tf_gpp.compress(_mlp(), (x, y), (x, y), target_macs=0.5, checkpoint_dir=ckpt, **QUICK)
+    before = {f.name: f.read_bytes() for f in ckpt.iterdir()}
+    with pytest.raises(tf_gpp.PruningRequestError,
+                       match=r"holds a run with other options.*importance='l1' there, 'bn_scale' now.*new checkpoint_dir"):
+        tf_gpp.compress(_mlp(), (x, y), (x, y), target_macs=0.5, checkpoint_dir=ckpt, **{**QUICK, "importance": "bn_scale"})
+    with pytest.raises(tf_gpp.PruningRequestError, match=r"distill=True there, False now"):
+        tf_gpp.compress(_mlp(), (x, y), (x, y), target_macs=0.5, distill=False, checkpoint_dir=ckpt, **QUICK)
+    assert {f.name: f.read_bytes() for f in ckpt.iterdir()} == before

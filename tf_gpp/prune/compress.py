@@ -176,7 +176,8 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
     sched = cfg.schedule()
 
     ckpt = RoundCheckpoint(cfg.checkpoint_dir) if cfg.checkpoint_dir is not None else None
-    history, models, base_acc, done = _resume(ckpt, pruner, cfg.verbose)
+    recipe = {**cfg.recipe(), "base_macs": base.macs, "base_params": base.params}
+    history, models, base_acc, done = _resume(ckpt, pruner, recipe, cfg.verbose)
     start = cfg.rounds + 1 if done else (history[-1].round + 1 if history else 1)
     if base_acc is None:
         base_acc = train_kw.accuracy(pruner.model, val)
@@ -224,8 +225,8 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
         if ckpt is not None:
             name = f"round_{r}.keras"
             rec.checkpoint = str(ckpt.path(name))
-            ckpt.save({"base_accuracy": base_acc, "history": [asdict(h) for h in history], "done": done},
-                      {name: slim})
+            ckpt.save({"base_accuracy": base_acc, "history": [asdict(h) for h in history], "done": done,
+                       "recipe": recipe}, {name: slim})
         if writer is not None:
             with writer.as_default(step=r):
                 for key in ("macs", "params", "accuracy", "macs_ratio"):
@@ -316,13 +317,28 @@ def _frozen_message(names: list[str], unfreezing: bool) -> str:
             "unfreeze_pruned=False to keep them frozen, or list them in ignored_layers to leave them unpruned.")
 
 
-def _resume(ckpt: RoundCheckpoint | None, pruner: Pruner, verbose: int
+def _resume(ckpt: RoundCheckpoint | None, pruner: Pruner, recipe: dict, verbose: int
             ) -> tuple[list[RoundRecord], dict[int, keras.Model], float | None, bool]:
     """History, models, base accuracy and ``done`` of a checkpointed run (the pruner continues
-    from its last model), or an empty start."""
+    from its last model), or an empty start.
+
+    Raises:
+        PruningRequestError: the checkpoint was made with other options or another model.
+    """
     state = ckpt.load() if ckpt is not None else None
     if state is None:
         return [], {}, None, False
+    saved = state.get("recipe")
+    if saved is None:
+        warnings.warn(f"{ckpt.folder} was written by an older tf_gpp that did not record its options; "
+                      "resuming without checking that they match this call's", UserWarning, stacklevel=3)
+    elif saved != recipe:
+        diff = "; ".join(f"{k}={saved.get(k)!r} there, {recipe.get(k)!r} now"
+                         for k in sorted(set(saved) | set(recipe)) if saved.get(k) != recipe.get(k))
+        raise PruningRequestError(
+            f"checkpoint_dir={str(ckpt.folder)!r} holds a run with other options or another model ({diff}); "
+            "resuming it would return that run's models. Call again with its options to resume it, or give a "
+            "new checkpoint_dir (or delete that folder) to start afresh.")
     history = [RoundRecord(**r) for r in state["history"]]
     models = {r.round: ckpt.load_model(r.checkpoint) for r in history}
     if history:

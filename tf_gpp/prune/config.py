@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ __all__ = ["STRATEGIES", "CompressConfig"]
 
 STRATEGIES = ("global", "threshold")
 LR_SCHEDULES = ("cosine", "constant")
+#: options that change nothing compress computes: a resumed run may differ in them
+_NOT_IN_RECIPE = frozenset({"checkpoint_dir", "log_dir", "verbose", "callbacks"})
 
 
 def _whole(value: Any, low: int) -> bool:
@@ -142,6 +145,13 @@ class CompressConfig:
         if self.strategy == "global":
             return Geometric(rounds=self.rounds)
         return Threshold(self.eta, self.eta_step)
+
+    def recipe(self) -> dict[str, Any]:
+        """The options that decide compress's result (:meth:`to_dict` without where it writes
+        and how much it prints), stable across processes; a checkpoint records it so that a
+        resumed run with other options is refused rather than continued."""
+        return {k: re.sub(r" at 0x[0-9a-fA-F]+", "", v) if isinstance(v, str) else v
+                for k, v in self.to_dict().items() if k not in _NOT_IN_RECIPE}
 
     def to_dict(self) -> dict[str, Any]:
         """The options as JSON-ready values (objects as their ``repr``)."""
