@@ -177,7 +177,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"tf-gpp inspect: {prof.unpriced_warning()}", file=sys.stderr)
     print(f"\n{len(dep.groups)} prunable channel groups:")
     for g in dep.groups:
-        print(f"  #{g.index:<3} size {g.size:<5} producers {', '.join(g.producers)}"
+        made = ", ".join(f"{key} of {layer}" for layer, key in g.internal.items())  # units inside a layer
+        print(f"  #{g.index:<3} size {g.size:<5} " + (made if made else f"producers {', '.join(g.producers)}")
               + (f"  | consumers {', '.join(g.consumers)}" if args.all else ""))
     frozen = dep.frozen_reasons()
     if not dep.groups:

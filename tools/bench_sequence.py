@@ -8,10 +8,10 @@ and the full 10k test split:
 * **ViT**: 4x4 patches (a strided ``Conv2D``) -> 49 tokens of width 48 -> two pre-norm
   transformer blocks (``LayerNormalization``, ``MultiHeadAttention`` with 4 heads of
   12, a GELU MLP of 96) -> ``LayerNormalization`` -> average over tokens -> ``Dense(10)``.
-  The MLP hidden units and the attention output are exact units; the residual stream
-  is prunable only under ``tf_gpp.handlers.layernorm.approximate_normalization()`` (its
-  LayerNorms then see fewer channels: approximate, fine-tuned back), which every ViT
-  run here uses. Whole attention heads are not units yet.
+  The MLP hidden units, the attention output and whole attention heads are exact units;
+  the residual stream is prunable only under
+  ``tf_gpp.handlers.layernorm.approximate_normalization()`` (its LayerNorms then see fewer
+  channels: approximate, fine-tuned back), which every ViT run here uses.
 * **LSTM**: the 28 image rows as a sequence of 28 features -> ``LSTM(96)`` ->
   ``Dense(10)``: the LSTM units (four gate blocks of the kernels, bias) are the units.
 
@@ -26,6 +26,7 @@ Usage::
 
     python tools/bench_sequence.py             # 2 seeds, ~30 min on 2 cores
     python tools/bench_sequence.py --quick     # 1 seed, small data, a few minutes
+    python tools/bench_sequence.py --families vit   # re-run one family; the others' rows are kept
 
 Writes ``benchmarks/results/sequence{,_quick}.{json,md,png}``.
 """
@@ -151,22 +152,27 @@ def compress_one(family: str, base: Any, d: dict, cfg: dict, budget: float, crit
                                batch_size=cfg["batch_size"], seed=seed, verbose=0, **kwargs)
 
 
-def run(cfg: dict, log: Any) -> dict:
+def heads(model: Any) -> list[int]:
+    """``num_heads`` of each attention layer, in order."""
+    return [int(la.num_heads) for la in model.layers if hasattr(la, "num_heads")]
+
+
+def run(cfg: dict, log: Any, families: tuple[str, ...] = FAMILIES) -> dict:
     import fmnist_common as fc
     import keras
 
     import tf_gpp
 
     data = fc.load_arrays(cfg["train"], None)
-    rows, models = [], {f: {} for f in FAMILIES}
-    for family in FAMILIES:
+    rows, models = [], {f: {} for f in families}
+    for family in families:
         d = family_data(family, data)
         for seed in range(cfg["seeds"]):
             base, seconds = train_base(family, d, cfg, seed)
             pb = tf_gpp.profile(base)
             rows.append({"family": family, "method": "base", "budget": 1.0, "seed": seed,
                          "accuracy": accuracy(base, d["x_test"], d["y_test"]), "params": pb.params,
-                         "macs": pb.macs, "seconds": round(seconds, 1)})
+                         "macs": pb.macs, "seconds": round(seconds, 1), "heads": heads(base)})
             log(f"{family} s{seed} base: {rows[-1]['accuracy']:.4f}, {pb.params:,} params, {pb.macs:,} MACs")
             if seed == 0:
                 models[family]["base"] = base
@@ -178,6 +184,7 @@ def run(cfg: dict, log: Any) -> dict:
                     rows.append({"family": family, "method": criterion, "budget": budget, "seed": seed,
                                  "accuracy": accuracy(res.model, d["x_test"], d["y_test"]), "params": p.params,
                                  "macs": p.macs, "macs_ratio": p.macs / pb.macs, "seconds": round(time.time() - t0, 1),
+                                 "heads": heads(res.model),
                                  "widths": {la.name: int(getattr(la, "units", 0) or getattr(la, "filters", 0)
                                                          or getattr(la, "output_shape", [0])[-1] or 0)
                                             for la in res.model.layers if la.weights}})
@@ -210,6 +217,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         out.append({"family": family, "method": method, "budget": budget, "n": len(rs),
                     "accuracy": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(rs) > 1 else None,
                     "params": float(np.mean([r["params"] for r in rs])),
+                    "heads_seed0": next((r.get("heads") for r in rs if r["seed"] == 0), None),
                     "macs": float(np.mean([r["macs"] for r in rs]))})
     return out
 
@@ -224,8 +232,8 @@ def write_outputs(payload: dict, stem: str) -> None:
              f"compression: {payload['settings']['rounds']} rounds x {payload['settings']['finetune_epochs']} "
              "fine-tuning epochs, `max_accuracy_drop=1.0` (the model at the budget). `default` = compress's "
              "default recipe; the ViT runs inside `approximate_normalization()` (see tools/bench_sequence.py).",
-             "", "| model | method | MACs budget | test accuracy % (n seeds) | params | MACs | LiteRT ms (seed 0) "
-             "| speed-up |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "", "| model | method | MACs budget | test accuracy % (n seeds) | params | MACs | heads per block (seed 0) "
+             "| LiteRT ms (seed 0) | speed-up |", "|---|---|---:|---:|---:|---:|---|---:|---:|"]
     for r in summary:
         key = "base" if r["method"] == "base" else f"{r['method']}_{int(100 * r['budget'])}"
         fam_lat = lat.get(r["family"], {})
@@ -234,8 +242,10 @@ def write_outputs(payload: dict, stem: str) -> None:
         ms = t.get("median_ms")
         speed = f"{base_ms / ms:.2f}x" if ms and base_ms else ""
         std = f" ± {r['std']:.2f}" if r["std"] is not None else ""
+        hs = "-".join(map(str, r.get("heads_seed0") or [])) or "—"
         lines.append(f"| {r['family']} | {r['method']} | {int(100 * r['budget'])}% | {r['accuracy']:.2f}{std} "
-                     f"({r['n']}) | {r['params']:,.0f} | {r['macs']:,.0f} | {f'{ms:.3f}' if ms else ''} | {speed} |")
+                     f"({r['n']}) | {r['params']:,.0f} | {r['macs']:,.0f} | {hs} | {f'{ms:.3f}' if ms else ''} "
+                     f"| {speed} |")
     errors = {f: v["error"] for f, v in lat.items() if isinstance(v, dict) and "error" in v}
     if errors:
         lines += ["", *[f"- {f}: LiteRT conversion or timing failed: `{e}`" for f, e in errors.items()]]
@@ -271,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 seed, small data, 50%% only")
     parser.add_argument("--seeds", type=int, help="seeds (default: 2 full, 1 quick)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--families", default=",".join(FAMILIES),
+                        help=f"comma-separated subset of {','.join(FAMILIES)}; the other families' rows are "
+                        "kept from the existing JSON")
     parser.add_argument("--note", action="append", default=[], help="a line under the table")
     parser.add_argument("--report-only", action="store_true", help="rewrite the outputs from the JSON, with --note")
     args = parser.parse_args(argv)
@@ -289,10 +302,23 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')} {time.time() - started:6.0f}s] {msg}", flush=True)
 
-    result = run(cfg, log)
-    payload = {"mode": mode, "command": "python tools/bench_sequence.py " + " ".join(argv or sys.argv[1:]),
+    families = tuple(f for f in FAMILIES if f in args.families.split(","))
+    if not families:
+        parser.error(f"--families {args.families!r}: choose from {','.join(FAMILIES)}")
+    command = "python tools/bench_sequence.py " + " ".join(argv or sys.argv[1:])
+    result = run(cfg, log, families)
+    notes = list(args.note)
+    previous = RESULTS / f"{stem}.json"
+    kept = [f for f in FAMILIES if f not in families]
+    if kept and previous.exists():  # the other families' rows and latency, from the run that made them
+        old = json.loads(previous.read_text())
+        result["rows"] += [r for r in old["rows"] if r["family"] in kept]
+        result["latency"].update({f: v for f, v in old.get("latency", {}).items() if f in kept})
+        notes.append(f"{', '.join(kept)} rows: from an earlier run (`{old['command']}`, "
+                     f"{old['machine'].get('date', '?')}, {old['settings']['seeds']} seed(s)).")
+    payload = {"mode": mode, "command": command,
                "settings": cfg, "machine": machine_info(), "elapsed_s": round(time.time() - started, 1),
-               "summary": summarise(result["rows"]), "notes": args.note, **result}
+               "summary": summarise(result["rows"]), "notes": notes, **result}
     write_outputs(payload, stem)
     log(f"wrote {RESULTS / stem}.md/.json/.png")
     return 0

@@ -1,4 +1,4 @@
-"""Transformer blocks: MLP hidden units and MultiHeadAttention's model-dimension channels.
+"""Transformer blocks: MLP hidden units, MultiHeadAttention's model-dimension channels and heads.
 
 References are independent of the rebuild path: the original saved and reloaded by Keras,
 the removed units' outgoing weights zeroed by hand in numpy.
@@ -34,12 +34,12 @@ def transformer(ln: bool = True) -> keras.Model:
     return keras.Model(inp, keras.layers.Dense(3, name="head")(x))
 
 
-def attention_model() -> keras.Model:
+def attention_model(heads: int = HEADS) -> keras.Model:
     """Cross-attention with no norm: projections in, attention, a Dense after."""
     q_in, kv_in = keras.Input((T, D_IN)), keras.Input((T + 2, D_IN))
     q = keras.layers.Dense(D, name="q_proj")(q_in)
     kv = keras.layers.Dense(12, name="kv_proj")(kv_in)
-    a = keras.layers.MultiHeadAttention(HEADS, KEY_DIM, value_dim=3, name="mha")(q, kv)
+    a = keras.layers.MultiHeadAttention(heads, KEY_DIM, value_dim=3, name="mha")(q, kv)
     x = keras.layers.Dense(5, activation="relu", name="post")(a)
     x = keras.layers.GlobalAveragePooling1D(name="gap")(x)
     return keras.Model([q_in, kv_in], keras.layers.Dense(3, name="head")(x))
@@ -79,8 +79,9 @@ def test_mlp_hidden_units_are_a_group_and_prune_exactly(tmp_path):
     _randomize(m)
     groups = {tuple(g.producers): g for g in tf_gpp.channel_groups(m)}
     assert ("ff1",) in groups and groups[("ff1",)].size == FF and groups[("ff1",)].consumers == ["ff2"]
-    # Default: LayerNormalization freezes the residual stream (and thus the attention's channels).
-    assert not any("embed" in g.producers or "mha" in g.producers for g in groups.values())
+    # Default: LayerNormalization freezes the residual stream (and thus the attention's channels);
+    # the heads, inside the layer, stay units
+    assert not any("embed" in g.producers or ("mha" in g.producers and not g.internal) for g in groups.values())
     removed = [0, 3, 4, 9, 17, 30]
     slim = tf_gpp.prune_channels(m, {"ff1": removed})
     ref = reloaded(m)
@@ -101,7 +102,7 @@ def test_mlp_hidden_units_are_a_group_and_prune_exactly(tmp_path):
 def test_attention_input_and_output_channels_prune_exactly(tmp_path):
     m = attention_model()
     _randomize(m)
-    groups = {tuple(g.producers): g for g in tf_gpp.channel_groups(m)}
+    groups = {tuple(g.producers): g for g in tf_gpp.channel_groups(m) if not g.internal}
     assert groups[("q_proj",)].consumers == ["mha"] and groups[("kv_proj",)].consumers == ["mha"]
     assert groups[("mha",)].size == D and groups[("mha",)].consumers == ["post"]
     request = {"q_proj": [1, 5, 6], "kv_proj": [0, 11], "mha": [2, 3, 15]}
@@ -140,6 +141,7 @@ def test_attention_masks_and_scores_are_not_pruned():
     m = keras.Model([q_in, mask], keras.layers.Dense(2, name="head")(y))
     groups = {tuple(g.producers): g for g in tf_gpp.channel_groups(m)}
     assert ("q_proj",) in groups  # the query/value input stays prunable
+    assert not any(g.internal for g in groups.values())  # per-head scores are returned: heads frozen
     with pytest.raises(tf_gpp.PruningRequestError):
         tf_gpp.prune_channels(m, {"flat": [0]})  # the scores are frozen
     rng = np.random.default_rng(0)
@@ -157,3 +159,89 @@ def test_attention_profile_counts_projections_and_products():
     s = T + 2
     want = T * D * HEADS * KEY_DIM + s * 12 * HEADS * KEY_DIM + s * 12 * HEADS * 3 + T * HEADS * 3 * D
     assert row.macs == want + T * s * HEADS * (KEY_DIM + 3)
+
+
+def _heads_group(dep: tf_gpp.DependencyGraph) -> tf_gpp.ChannelGroup:
+    (group,) = [g for g in dep.groups if g.internal]
+    return group
+
+
+def test_attention_heads_are_units_and_prune_exactly(tmp_path):
+    from tf_gpp.surgery import rebuild
+
+    m = attention_model()
+    _randomize(m)
+    dep = tf_gpp.DependencyGraph(m)
+    heads = _heads_group(dep)
+    assert heads.internal == {"mha": "heads"} and heads.size == HEADS and heads.producers == ["mha"]
+    out_group = next(g for g in dep.groups if not g.internal and "mha" in g.producers)
+    # heads 1 and 3, and output channels 2 and 9, in one plan
+    removed = dep.removed_units({heads.index: [1, 3], out_group.index: [2, 9]})
+    slim = rebuild(dep, removed)
+    ref = reloaded(m)
+    _zero(ref, "mha", "attention_output/kernel", 0, [1, 3])  # a head's only way out
+    _zero(ref, "post", "kernel", 0, [2, 9])
+    xs = _inputs(m)
+    np.testing.assert_allclose(_run(slim, xs), _run(ref, xs), rtol=1e-5, atol=1e-5)
+    layer = slim.get_layer("mha")
+    assert layer.get_config()["num_heads"] == HEADS - 2
+    kernels = {w.path.split("/")[-2] + "/" + w.name: tuple(w.shape) for w in layer.weights}
+    assert kernels["query/kernel"] == (D, 2, KEY_DIM) and kernels["query/bias"] == (2, KEY_DIM)
+    assert kernels["key/kernel"] == (12, 2, KEY_DIM) and kernels["value/kernel"] == (12, 2, 3)
+    assert kernels["attention_output/kernel"] == (2, 3, D - 2) and kernels["attention_output/bias"] == (D - 2,)
+    # MACs: what a 2-head layer built directly costs, less the two output channels (post's rows too)
+    fresh = tf_gpp.profile(attention_model(heads=2)).macs
+    assert tf_gpp.profile(slim).macs == fresh - 2 * (T * 2 * 3) - 2 * (T * 5)
+    path = tmp_path / "slim.keras"
+    slim.save(path)
+    np.testing.assert_allclose(_run(keras.saving.load_model(path), xs), _run(slim, xs), rtol=1e-6, atol=1e-6)
+
+
+def test_attention_heads_in_a_transformer_block_prune_exactly_and_convert(tmp_path):
+    from tf_gpp.surgery import rebuild
+
+    m = transformer()
+    _randomize(m)
+    dep = tf_gpp.DependencyGraph(m)
+    heads = _heads_group(dep)  # heads are units even with the residual stream frozen by LayerNorm
+    slim = rebuild(dep, dep.removed_units({heads.index: [0, 2]}))
+    ref = reloaded(m)
+    _zero(ref, "mha", "attention_output/kernel", 0, [0, 2])
+    xs = _inputs(m)
+    np.testing.assert_allclose(_run(slim, xs), _run(ref, xs), rtol=1e-5, atol=1e-5)
+    tfl = to_tflite(slim, tmp_path / "slim.tflite")
+    np.testing.assert_allclose(predict(load_interpreter(tfl), xs[0]), _run(slim, xs), rtol=1e-4, atol=1e-4)
+
+
+def test_head_scores_l1_and_taylor_against_hand_computed():
+    import tensorflow as tf
+
+    from tf_gpp.importance import GPPUtility, L1Norm, Taylor
+
+    m = attention_model()
+    _randomize(m)
+    dep = tf_gpp.DependencyGraph(m)
+    heads = _heads_group(dep)
+    kernels = {w.path.split("/")[-2] + "/" + w.name: np.abs(np.asarray(w)) for w in m.get_layer("mha").weights}
+    want = sum(kernels[f"{p}/kernel"].transpose(1, 0, 2).reshape(HEADS, -1).sum(1) for p in ("query", "key", "value"))
+    want = want + kernels["attention_output/kernel"].reshape(HEADS, -1).sum(1)
+    l1 = L1Norm()
+    l1.prepare(m, dep)
+    np.testing.assert_allclose(l1(dep, heads), want, rtol=1e-5)
+
+    xs = _inputs(m, n=32, seed=3)
+    y = np.random.default_rng(4).integers(0, 3, 32)
+    taylor = Taylor(batch_size=64)
+    taylor.prepare(m, dep, (xs, y))
+    ref = reloaded(m)
+    kernel = next(w for w in ref.get_layer("mha").weights if w.path.endswith("attention_output/kernel"))
+    with tf.GradientTape() as tape:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, ref(xs, training=False))
+    grad = np.asarray(tape.gradient(loss, kernel))
+    first_order = (np.asarray(kernel) * grad).reshape(HEADS, -1).sum(1)
+    np.testing.assert_allclose(taylor(dep, heads), first_order**2, rtol=1e-4, atol=1e-12)
+
+    gpp = GPPUtility(utility="lda", feature_layer="gap")
+    gpp.prepare(m, dep, (xs, y))
+    scores = gpp(dep, heads)
+    assert scores.shape == (HEADS,) and np.all(np.isfinite(scores)) and scores.max() > 0

@@ -27,6 +27,8 @@ class ChannelGroup:
     ``producers`` create the channels (conv filters, Dense units); ``consumers``
     read them (BatchNorm, activations, the next conv...). ``size`` is the number
     of prunable units; unit ``i`` is channel ``channels(layer)[i]`` of each member.
+    A group of units inside a layer (attention heads) has ``internal = {layer: key}``: its
+    positions index that layer's units ``key``, not its output channels.
     """
 
     index: int
@@ -35,6 +37,7 @@ class ChannelGroup:
     size: int
     units: np.ndarray = field(repr=False)
     _positions: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
+    internal: dict[str, str] = field(default_factory=dict)
 
     def channels(self, layer: str) -> list[np.ndarray]:
         """Output-channel positions of ``layer`` holding each unit (one array per unit)."""
@@ -62,6 +65,8 @@ class DependencyGraph:
         self.graph = ModelGraph(model, input_shape=input_shape)
         self.atoms = AtomTable()
         self.tensor_atoms: dict[TensorRef, np.ndarray] = {}
+        # units inside a layer (NodeContext.new_units), per (layer, key): one call's, calls coupled
+        self.internal_atoms: dict[tuple[str, str], np.ndarray] = {}
         self._trace()
         self._finalize()
 
@@ -97,6 +102,10 @@ class DependencyGraph:
                         "register a correct handler with tf_gpp.register_handler"
                     )
                 self.tensor_atoms[ref] = atoms
+            for key, atoms in ctx.internal.items():
+                first = self.internal_atoms.setdefault((node.layer_name, key), atoms)
+                if first is not atoms:  # another call of a shared layer: the same weights
+                    self.atoms.union(first, atoms)
             # A layer called several times shares its weights: couple its calls.
             if node.layer_name in first_node:
                 self._couple_calls(first_node[node.layer_name], node)
@@ -123,6 +132,7 @@ class DependencyGraph:
         n = len(self.atoms)
         roots_of = self.atoms.all_roots()
         self.tensor_roots = {ref: roots_of[a] for ref, a in self.tensor_atoms.items()}
+        self.internal_roots = {k: roots_of[a] for k, a in self.internal_atoms.items()}
         frozen = np.zeros(n, dtype=bool)
         frozen[list(self.atoms.frozen_roots())] = True
         self._frozen = frozen
@@ -136,6 +146,10 @@ class DependencyGraph:
                 u = uniques[ref]
                 sig[u] += rng.integers(1, 2**63, dtype=np.uint64)
                 seen[u] = True
+        for roots in self.internal_roots.values():
+            u = np.unique(roots)
+            sig[u] += rng.integers(1, 2**63, dtype=np.uint64)
+            seen[u] = True
         candidates = np.flatnonzero(seen & ~frozen & (roots_of == np.arange(n)))
         by_sig: dict[int, list[int]] = {}
         for r in candidates.tolist():
@@ -167,6 +181,12 @@ class DependencyGraph:
                 for gi in np.unique(group_of[uniques[node.outputs[0]]]).tolist():
                     if gi >= 0:
                         member_roots[gi].setdefault(node.layer_name, tr)
+        internal_of: list[dict[str, str]] = [{} for _ in by_sig]
+        for (name, key), tr in self.internal_roots.items():
+            for gi in np.unique(group_of[tr]).tolist():
+                if gi >= 0:  # internal units only ever group with themselves (they are on no tensor)
+                    member_roots[gi][name] = tr
+                    internal_of[gi][name] = key
         self.groups: list[ChannelGroup] = []
         self.unit_group: dict[int, tuple[int, int]] = {}
         unit_index = np.full(n, -1, dtype=np.int64)
@@ -183,7 +203,7 @@ class DependencyGraph:
                 for name, tr in member_roots[gi].items()
             }
             self.groups.append(
-                ChannelGroup(gi, producers[gi], consumers[gi], len(units), units, positions)
+                ChannelGroup(gi, producers[gi], consumers[gi], len(units), units, positions, internal_of[gi])
             )
             for i, r in enumerate(units.tolist()):
                 self.unit_group[r] = (gi, i)
@@ -266,6 +286,8 @@ class DependencyGraph:
             inputs=[~np.isin(self.tensor_roots[r], removed) for r in node.inputs],
             outputs=[~np.isin(self.tensor_roots[r], removed) for r in node.outputs],
             in_shapes=in_shapes,
+            internal={key: ~np.isin(roots, removed) for (name, key), roots in self.internal_roots.items()
+                      if name == node.layer_name},
         )
 
     def layer_edits(self, removed: np.ndarray) -> dict[str, tuple]:

@@ -1,4 +1,4 @@
-"""MultiHeadAttention: the model dimension in and out.
+"""MultiHeadAttention: the model dimension in and out, and whole heads.
 
 * The query, key and value inputs are read by the ``query``/``key``/``value``
   projections (kernels ``(d_in, heads, key_dim|value_dim)``): removing an input
@@ -6,6 +6,11 @@
 * The output channels are new channels made by the ``attention_output``
   projection (kernel ``(heads, value_dim, d_out)``): they can be pruned like Dense
   units; the rewritten layer gets an explicit ``output_shape``.
+* The heads are units inside the layer (:meth:`NodeContext.new_units`): removing head
+  ``h`` removes its slice of the query/key/value kernels and biases and its rows of the
+  output kernel, and ``num_heads`` shrinks. The other heads compute exactly what they did
+  (each head's softmax is its own), so it equals zeroing the head's output-kernel rows.
+  Heads are frozen when the layer returns its per-head attention scores.
 
 In a transformer the inputs and the output sit on the residual stream, so these
 channels are coupled with every ``Add`` of the stream (and with every
@@ -91,6 +96,8 @@ class MultiHeadAttentionHandler(LayerHandler):
         for role, atoms in zip(roles, ctx.in_atoms, strict=True):
             if role not in _PROJECTIONS:
                 ctx.freeze(atoms, ctx.reason(f"reads '{role}' as a mask"))
+        ctx.new_units("heads", int(ctx.config["num_heads"]),
+                      frozen=ctx.reason("returns per-head attention scores") if len(ctx.out_shapes) > 1 else None)
         width = ctx.out_shapes[0][-1]
         outs = [ctx.new_atoms(int(width) if width is not None else 0)]
         for shape in ctx.out_shapes[1:]:  # return_attention_scores=True
@@ -100,6 +107,8 @@ class MultiHeadAttentionHandler(LayerHandler):
 
     def new_config(self, config: dict, keep: Keep, layer: Any) -> dict:
         config["output_shape"] = int(keep.outputs[0].sum())
+        if "heads" in keep.internal:
+            config["num_heads"] = int(keep.internal["heads"].sum())
         return config
 
     def weight_masks(self, layer: Any, keep: Keep) -> WeightMasks:
@@ -107,14 +116,38 @@ class MultiHeadAttentionHandler(LayerHandler):
         by_role = {r: m for r, m in zip(roles, keep.inputs, strict=False) if r in _PROJECTIONS}
         by_role.setdefault("key", by_role["value"])
         out_mask = keep.outputs[0]
+        heads = keep.internal.get("heads")
         masks: WeightMasks = {}
         for path, (_, part) in weight_parts(layer).items():
             sub, name = part.split("/")
-            if sub in _PROJECTIONS and name == "kernel":
-                masks[path] = {0: by_role[sub]}
-            elif sub == "attention_output":
+            if sub in _PROJECTIONS:  # kernel (d_in, heads, dim), bias (heads, dim)
+                masks[path] = {0: by_role[sub]} if name == "kernel" else {}
+                if heads is not None:
+                    masks[path][1 if name == "kernel" else 0] = heads
+            elif sub == "attention_output":  # kernel (heads, value_dim, d_out), bias (d_out,)
                 masks[path] = {-1: out_mask} if name == "kernel" else {0: out_mask}
+                if heads is not None and name == "kernel":
+                    masks[path][0] = heads
         return masks
+
+    def unit_l1(self, layer: Any, key: str) -> np.ndarray | None:
+        """Sum of |query/key/value/output kernel| entries of each head."""
+        if key != "heads":
+            return None
+        out = np.zeros(int(layer.num_heads))
+        for v, part in weight_parts(layer).values():
+            sub, name = part.split("/")
+            if name == "kernel" and (sub in _PROJECTIONS or sub == "attention_output"):
+                k = np.moveaxis(np.abs(np.asarray(v)), 1 if sub in _PROJECTIONS else 0, 0)
+                out += k.reshape(k.shape[0], -1).sum(axis=1)
+        return out
+
+    def unit_probe(self, layer: Any, key: str) -> tuple[Any, int] | None:
+        """The output kernel, head axis 0: the layer's output is sum over heads of
+        ``context_h @ kernel[h]`` plus a bias, linear in each head's rows."""
+        if key != "heads":
+            return None
+        return next((v, 0) for v, part in weight_parts(layer).values() if part == "attention_output/kernel")
 
     def filter_l1(self, layer: Any) -> np.ndarray | None:
         """Sum of |attention_output kernel| entries making each output channel."""

@@ -44,6 +44,7 @@ class NodeContext:
     atoms: AtomTable
     extra_args: list[Any] = field(default_factory=list)
     call: dict = field(default_factory=dict)  # the serialized call: {"args": [...], "kwargs": {...}}
+    internal: dict[str, np.ndarray] = field(default_factory=dict)  # see new_units
 
     @property
     def name(self) -> str:
@@ -52,6 +53,13 @@ class NodeContext:
     def new_atoms(self, n: int, frozen: str | None = None) -> np.ndarray:
         """``n`` fresh channels created by this layer (frozen with a reason if given)."""
         return self.atoms.new(n, self.name, frozen)
+
+    def new_units(self, key: str, n: int, frozen: str | None = None) -> np.ndarray:
+        """``n`` units inside this layer that are on no tensor's channel axis (the heads of an
+        attention layer): prunable like channels, with their keep mask in ``Keep.internal[key]``
+        and their scores from :meth:`LayerHandler.unit_l1`/:meth:`LayerHandler.unit_probe`."""
+        self.internal[key] = self.atoms.new(n, self.name, frozen)
+        return self.internal[key]
 
     def unify(self, a: np.ndarray, b: np.ndarray) -> None:
         """Couple channels position by position: pruning one prunes the other."""
@@ -79,10 +87,11 @@ class Keep:
     inputs: list[np.ndarray]
     outputs: list[np.ndarray]
     in_shapes: list[Shape] = field(default_factory=list)
+    internal: dict[str, np.ndarray] = field(default_factory=dict)  # units made by NodeContext.new_units
 
     @property
     def changed(self) -> bool:
-        return not all(m.all() for m in (*self.inputs, *self.outputs))
+        return not all(m.all() for m in (*self.inputs, *self.outputs, *self.internal.values()))
 
 
 def masks_for(masks: WeightMasks, variable: Any) -> dict[int, np.ndarray]:
@@ -137,6 +146,16 @@ class LayerHandler:
     def filter_l1(self, layer: Any) -> np.ndarray | None:
         """Sum of |weights| making each channel of the first output (None: the generic
         ``kernel``-based rule of :func:`tf_gpp.importance.magnitude.filter_l1` applies)."""
+        return None
+
+    def unit_l1(self, layer: Any, key: str) -> np.ndarray | None:
+        """Sum of |weights| making each internal unit ``key`` (see :meth:`NodeContext.new_units`)."""
+        return None
+
+    def unit_probe(self, layer: Any, key: str) -> tuple[Any, int] | None:
+        """``(variable, axis)``: a weight whose slice ``i`` along ``axis`` carries internal unit
+        ``i``'s whole contribution linearly (zeroing the slice removes the unit), so that
+        ``sum(w * dS/dw)`` over the slice is the unit's first-order term for any scalar ``S``."""
         return None
 
     def macs(self, layer: Any, config: dict, in_shapes: list[Shape], out_shapes: list[Shape]) -> int | None:

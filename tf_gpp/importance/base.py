@@ -16,6 +16,7 @@ import tensorflow as tf
 from tf_gpp.data.intake import TaskInfo, as_dataset
 from tf_gpp.errors import DataError
 from tf_gpp.graph.dependency import ChannelGroup, DependencyGraph
+from tf_gpp.handlers import get_handler
 
 
 class Importance:
@@ -32,11 +33,18 @@ class Importance:
         """Score of each output channel of ``layer`` (None: not scored by this criterion)."""
         return None
 
+    def unit_scores(self, dep: DependencyGraph, layer: str, key: str) -> np.ndarray | None:
+        """Score of each unit ``key`` inside ``layer`` (attention heads: ``ChannelGroup.internal``).
+        Default: the units' L1 norm, so a criterion that scores only channels still ranks them."""
+        op = dep.graph.op(layer)
+        return get_handler(op).unit_l1(op, key)
+
     def __call__(self, dep: DependencyGraph, group: ChannelGroup) -> np.ndarray:
         """One non-negative score per unit of ``group`` (sum over its producers' channels)."""
         out = np.zeros(group.size)
         for layer in group.layers:
-            scores = self.channel_scores(layer)
+            key = group.internal.get(layer)
+            scores = self.unit_scores(dep, layer, key) if key else self.channel_scores(layer)
             if scores is None or (layer not in group.producers and not self._scores_consumers):
                 continue
             for i, pos in enumerate(group.channels(layer)):

@@ -4,12 +4,17 @@
 contribution of channel ``c`` of activation ``A`` to a scalar ``S`` (a loss for
 Taylor importance, the utility-weighted features for GPP back-tracing). One
 gradient call gives it for every channel of every producer at once.
+
+Units inside a layer (attention heads) have no tensor to gate: their handler names a
+weight whose slice carries each unit linearly (:meth:`LayerHandler.unit_probe`), and
+``sum over the slice of W * dS/dW`` is the same first-order term as a gate on the unit.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -17,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_gpp.graph.dependency import DependencyGraph
+from tf_gpp.handlers import get_handler
 from tf_gpp.surgery import model_from_config, transfer_state
 
 
@@ -29,6 +35,19 @@ class ChannelGate(keras.layers.Layer):
 
     def call(self, x: Any) -> Any:
         return x * self.gate
+
+
+@dataclass(frozen=True)
+class UnitProbe:
+    """Slice ``i`` of ``variable`` along ``axis`` carries internal unit ``i`` linearly."""
+
+    variable: Any
+    axis: int
+
+    def first_order(self, grad: Any) -> np.ndarray:
+        """``sum(W * dS/dW)`` over each unit's slice."""
+        wg = np.moveaxis(np.asarray(self.variable, np.float64) * np.asarray(grad, np.float64), self.axis, 0)
+        return wg.reshape(wg.shape[0], -1).sum(axis=1)
 
 
 def _replace_refs(obj: Any, old: str, new: str) -> None:
@@ -54,7 +73,8 @@ def gated_model(
     """A copy of ``dep``'s model with a gate after each of ``layers`` (first call).
 
     Its outputs are the model's outputs, plus the feature layer's output (after
-    its gate) when ``feature_layer`` is given. Returns (model, {layer: gate variable}).
+    its gate) when ``feature_layer`` is given. Returns (model, gates): ``{layer: gate
+    variable}`` and, for the internal units of those layers, ``{(layer, key): UnitProbe}``.
     """
     g = dep.graph
     config = copy.deepcopy(g.config)
@@ -100,7 +120,13 @@ def gated_model(
     ops = list(g.ops.values())
     model = model_from_config(config, ops)
     transfer_state(g, model, {})
-    gates = {name: model.get_layer(gate).gate for name, gate in gate_names.items()}
+    gates: dict[Any, Any] = {name: model.get_layer(gate).gate for name, gate in gate_names.items()}
+    for name, key in dep.internal_roots:
+        if name in gate_names:
+            layer = model.get_layer(name)
+            probe = get_handler(layer).unit_probe(layer, key)
+            if probe is not None:
+                gates[(name, key)] = UnitProbe(*probe)
     return model, gates
 
 
@@ -111,22 +137,24 @@ def gate_gradients(
     batches: Iterable[tuple[Any, Any]],
     reduce: Callable[[np.ndarray], np.ndarray] = np.abs,
 ) -> dict[str, np.ndarray]:
-    """Mean over batches of ``reduce(dS/dgate)`` per gated layer.
+    """Mean over batches of ``reduce(dS/dgate)`` per gated layer (and per probed unit set).
 
     ``objective(outputs, x, y)`` returns the scalar S of a batch.
     """
     names = list(gates)
-    variables = [gates[n] for n in names]
-    sums = {n: np.zeros(int(v.shape[0])) for n, v in zip(names, variables, strict=True)}
+    probes = [gates[n] if isinstance(gates[n], UnitProbe) else None for n in names]
+    variables = [p.variable if p is not None else gates[n] for n, p in zip(names, probes, strict=True)]
+    sums = {n: np.zeros(int(v.shape[p.axis if p is not None else 0]))
+            for n, v, p in zip(names, variables, probes, strict=True)}
     count = 0
     for x, y in batches:
         with tf.GradientTape() as tape:
             outputs = model(x, training=False)
             s = objective(outputs, x, y)
         grads = tape.gradient(s, variables)
-        for n, gr in zip(names, grads, strict=True):
+        for n, gr, p in zip(names, grads, probes, strict=True):
             if gr is not None:
-                sums[n] += reduce(np.asarray(gr, dtype=np.float64))
+                sums[n] += reduce(p.first_order(gr) if p is not None else np.asarray(gr, dtype=np.float64))
         count += 1
     if count == 0:
         from tf_gpp.errors import DataError

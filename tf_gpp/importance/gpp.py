@@ -131,6 +131,9 @@ class GPPUtility(Importance):
     def channel_scores(self, layer: str) -> np.ndarray | None:
         return self._scores.get(layer)
 
+    def unit_scores(self, dep: DependencyGraph, layer: str, key: str) -> np.ndarray | None:
+        return self._scores.get((layer, key))
+
     def get_config(self) -> dict:
         return {
             "utility": self.utility,

@@ -64,5 +64,8 @@ class Taylor(Importance):
     def channel_scores(self, layer: str) -> np.ndarray | None:
         return self._scores.get(layer)
 
+    def unit_scores(self, dep: DependencyGraph, layer: str, key: str) -> np.ndarray | None:
+        return self._scores.get((layer, key))
+
     def get_config(self) -> dict:
         return {"max_batches": self.max_batches, "batch_size": self.batch_size, "output": self.output}

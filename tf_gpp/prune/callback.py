@@ -21,6 +21,7 @@ The masks are model weights: a masked model saved mid-training resumes
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import keras
@@ -101,7 +102,9 @@ class PruningCallback(keras.callbacks.Callback):
         self.importance = get_importance(importance)
         self.schedule = get(schedule)
         validate_targets(self.schedule, target_macs, target_params)
-        self.constraints = make_constraints(constraints, round_to, min_channels, ignored_layers)
+        # masks act on tensors: units inside a layer (attention heads) are left to compress/Pruner
+        self.constraints = dataclasses.replace(make_constraints(constraints, round_to, min_channels, ignored_layers),
+                                               internal_units=False)
         self.input_shape = input_shape
         self.batch_size = batch_size
         self.verbose = verbose

@@ -22,11 +22,14 @@ from tf_gpp.profile import price_graph, unknown_size_error
 @dataclass
 class Constraints:
     """``round_to``: kept widths are multiples of it (when the group is at least that wide);
-    ``min_channels``: never keep fewer; ``ignored_layers``: groups touching them are left alone."""
+    ``min_channels``: never keep fewer; ``ignored_layers``: groups touching them are left alone;
+    ``internal_units``: whether units inside a layer (attention heads) may go (masks, which
+    act on tensors, cannot remove them)."""
 
     round_to: int = 1
     min_channels: int = 1
     ignored_layers: set[str] = field(default_factory=set)
+    internal_units: bool = True
 
     def __post_init__(self) -> None:
         if int(self.round_to) < 1:
@@ -112,9 +115,11 @@ def _is_input_layer(op: object) -> bool:
 
 
 def prunable_groups(dep: DependencyGraph, constraints: Constraints) -> list[int]:
-    """Groups the planner may shrink: those touching no ignored layer (unknown names refused)."""
+    """Groups the planner may shrink: those touching no ignored layer (unknown names refused),
+    and units inside layers only if ``constraints.internal_units``."""
     ignored = validate_ignored_layers(dep, constraints.ignored_layers)
-    return [g.index for g in dep.groups if not ignored.intersection(g.layers)]
+    return [g.index for g in dep.groups
+            if not ignored.intersection(g.layers) and (constraints.internal_units or not g.internal)]
 
 
 def _lowest(scores: np.ndarray, n: int) -> list[int]:
