@@ -321,7 +321,7 @@ def grow_push_prune(
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if folder is not None and grower.checkpoint_dir is None:
         grower.checkpoint_dir = folder  # growth rounds are checkpointed there too
-    saved = load_growth(folder) if folder is not None else None
+    saved = load_growth(folder, grower.recipe()) if folder is not None else None
     grown = saved[0] if saved is not None and saved[1].get("done", True) else None
     t0 = time.perf_counter()
     if grown is None:

@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RoundCheckpoint", "replace_atomic", "save_model_atomic", "write_atomic", "write_json_atomic"]
+__all__ = ["RoundCheckpoint", "recipe_json", "replace_atomic", "save_model_atomic", "write_atomic",
+           "write_json_atomic"]
+
+
+def recipe_json(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` as they read back from JSON, objects by their ``repr`` without the memory
+    address (stable across processes): what a checkpoint records and compares."""
+    def stable(obj: Any) -> str:
+        return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))
+
+    return json.loads(json.dumps(options, default=stable))
 
 
 def replace_atomic(path: str | os.PathLike, write: Callable[[str], Any], suffix: str = "") -> Path:
@@ -98,6 +109,21 @@ class RoundCheckpoint:
         if not self.state_path.exists():
             return None
         return json.loads(self.state_path.read_text())
+
+    def mismatch(self, state: dict, recipe: dict) -> str | None:
+        """How ``state``'s recorded ``"recipe"`` (the options that decide the run) differs from
+        ``recipe`` (``"name=<there> there, <now> now; ..."``), or ``None`` when they match. A state
+        written before recipes were recorded matches, with a warning that it was not checked."""
+        saved = state.get("recipe")
+        if saved is None:
+            warnings.warn(f"{self.folder} was written by an older tf_gpp that did not record its options; "
+                          "resuming without checking that they match this call's", UserWarning, stacklevel=3)
+            return None
+        recipe = recipe_json(recipe)
+        if saved == recipe:
+            return None
+        return "; ".join(f"{k}={saved.get(k)!r} there, {recipe.get(k)!r} now"
+                         for k in sorted(set(saved) | set(recipe)) if saved.get(k) != recipe.get(k))
 
     def load_model(self, name: str | os.PathLike) -> Any:
         """The model saved as ``name``: a bare file name is looked up in the folder, a path

@@ -990,6 +990,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-epochs", type=int, help="task base fine-tuning epochs")
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow intra- and inter-op threads (default 1)")
     parser.add_argument("--out", type=Path, help="output directory (default benchmarks/results)")
+    parser.add_argument("--stem", help="output file name without extension (default specialize[_<mode>])")
     parser.add_argument("--cache", type=Path, help="runs, models (default benchmarks/cache/specialize_<mode>)")
     parser.add_argument("--generalist-cache", type=Path, default=Path.home() / ".cache" / "tf_gpp" / "specialize",
                         help="where the trained generalist is cached")
@@ -1028,7 +1029,7 @@ def main(argv: list[str] | None = None) -> int:
     run["generalist_key"] = _key(gen_recipe)
     cache = args.cache or REPO / "benchmarks" / "cache" / f"specialize_{'tiny' if mode == 'tiny' else 'full'}"
     out = args.out or REPO / "benchmarks" / "results"
-    stem = "specialize" if (mode == "full" or args.out) else f"specialize_{mode}"
+    stem = args.stem or ("specialize" if (mode == "full" or args.out) else f"specialize_{mode}")
     cache.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     started, load_start = time.time(), os.getloadavg()

@@ -57,3 +57,9 @@ def test_killed_growth_resumes_with_the_same_result(tmp_path: Path) -> None:
     again = tf_gpp.grow_network(load_digits(**DATA), checkpoint_dir=ckpt, **OPTIONS)
     assert _steps(again) == _steps(resumed)
     assert again.model.count_params() == resumed.model.count_params()
+
+    # the same folder with other options is refused, naming them; the folder is left as it was
+    before = {f.name: f.read_bytes() for f in ckpt.iterdir()}
+    with pytest.raises(tf_gpp.grow.GrowError, match=r"max_rounds=2 there, 3 now.*new checkpoint_dir"):
+        tf_gpp.grow_network(load_digits(**DATA), checkpoint_dir=ckpt, **{**OPTIONS, "max_rounds": 3})
+    assert {f.name: f.read_bytes() for f in ckpt.iterdir()} == before

@@ -43,7 +43,7 @@ from tf_gpp.grow.errors import GrowError
 from tf_gpp.grow.inception import build_inception
 from tf_gpp.grow.spec import InceptionSpec, default_start_spec
 from tf_gpp.grow.transfer import transfer_weights
-from tf_gpp.io import RoundCheckpoint
+from tf_gpp.io import RoundCheckpoint, recipe_json
 
 ACTIONS = ("add", "widen")
 BASELINES = ("incumbent", "continued")
@@ -169,6 +169,19 @@ class Grower:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.verbose = verbose
 
+    def recipe(self) -> dict[str, Any]:
+        """The options that decide what grows (not where it is saved nor how much it prints); a
+        growth checkpoint records them, and a run with other options is refused."""
+        start = self.start.to_dict() if isinstance(self.start, InceptionSpec) else self.start
+        named = {"input_shape": self.input_shape, "num_classes": self.num_classes, "start": start,
+                 "start_width": self.start_width, "max_params": self.max_params, "max_macs": self.max_macs,
+                 "max_rounds": self.max_rounds, "min_delta": self.min_delta,
+                 "epochs_per_round": self.epochs_per_round, "start_epochs": self.start_epochs,
+                 "actions": list(self.actions), "widen_factor": self.widen_factor, "optimizer": self.optimizer,
+                 "learning_rate": self.learning_rate, "compile_kwargs": self.compile_kwargs,
+                 "baseline": self.baseline, "seed": self.seed}
+        return recipe_json(named)
+
     # -- pieces ---------------------------------------------------------------------------
 
     def start_spec(self, input_shape: tuple[int, ...], num_classes: int) -> InceptionSpec:
@@ -264,7 +277,7 @@ class Grower:
                 )
 
         history: list[dict[str, Any]] = []
-        saved = load_growth(self.checkpoint_dir) if self.checkpoint_dir is not None else None
+        saved = load_growth(self.checkpoint_dir, self.recipe()) if self.checkpoint_dir is not None else None
         if saved is not None and saved[1].get("done", True):
             if self.verbose:
                 print(f"[grow] finished growth found in {self.checkpoint_dir}; not growing again", flush=True)
@@ -285,7 +298,8 @@ class Grower:
         def checkpoint(round_: int, stop: str | None) -> None:
             if self.checkpoint_dir is not None:
                 save_growth(GrowResult(model, history, spec, stop or "", cost), self.checkpoint_dir,
-                            {"round": round_, "best_acc": best_acc, "best_loss": best_loss, "done": stop is not None})
+                            {"round": round_, "best_acc": best_acc, "best_loss": best_loss, "done": stop is not None},
+                            recipe=self.recipe())
 
         if saved is not None:  # an interrupted run: continue after its last finished round
             grown, progress = saved
@@ -435,8 +449,10 @@ def growth_checkpoint(folder: str | os.PathLike) -> RoundCheckpoint:
     return RoundCheckpoint(folder, state_name=GROWN_STATE, stale="grown_round*.keras")
 
 
-def save_growth(grown: GrowResult, folder: Path, progress: dict[str, Any] | None = None) -> None:
-    """Write ``grown`` (model, spec, history) and ``progress`` to ``folder``, each file atomically.
+def save_growth(grown: GrowResult, folder: Path, progress: dict[str, Any] | None = None,
+                recipe: dict[str, Any] | None = None) -> None:
+    """Write ``grown`` (model, spec, history), ``progress`` and the grower's ``recipe`` to
+    ``folder``, each file atomically.
 
     An unfinished growth's model goes to ``grown_round<r>.keras`` and the state file, written
     last, names it: an interruption at any point leaves a state and a model that match.
@@ -445,15 +461,27 @@ def save_growth(grown: GrowResult, folder: Path, progress: dict[str, Any] | None
     name = GROWN_MODEL if progress.get("done", True) else f"grown_round{progress['round']}.keras"
     state = {"model": name, "spec": grown.spec.to_dict(), "history": grown.history,
              "stop_reason": grown.stop_reason, "cost": asdict(grown.cost), "progress": progress}
+    if recipe is not None:
+        state["recipe"] = recipe
     growth_checkpoint(folder).save(state, {name: grown.model})
 
 
-def load_growth(folder: Path) -> tuple[GrowResult, dict[str, Any]] | None:
-    """What :func:`save_growth` wrote to ``folder`` (``None`` if nothing): the result and its progress."""
+def load_growth(folder: Path, recipe: dict[str, Any] | None = None) -> tuple[GrowResult, dict[str, Any]] | None:
+    """What :func:`save_growth` wrote to ``folder`` (``None`` if nothing): the result and its progress.
+
+    Raises:
+        GrowError: ``recipe`` is given and the growth there was made with other options.
+    """
     ckpt = growth_checkpoint(folder)
     state = ckpt.load()
     if state is None or not ckpt.path(state.get("model", GROWN_MODEL)).exists():
         return None
+    diff = ckpt.mismatch(state, recipe) if recipe is not None else None
+    if diff:
+        raise GrowError(
+            f"checkpoint_dir={str(folder)!r} holds a growth made with other options ({diff}); resuming it "
+            "would return that growth. Call again with its options to resume it, or give a new "
+            "checkpoint_dir (or delete that folder) to start afresh.")
     grown = GrowResult(
         model=ckpt.load_model(state.get("model", GROWN_MODEL)), history=state["history"],
         spec=InceptionSpec.from_dict(state["spec"]), stop_reason=state["stop_reason"], cost=Cost(**state["cost"]),

@@ -328,13 +328,8 @@ def _resume(ckpt: RoundCheckpoint | None, pruner: Pruner, recipe: dict, verbose:
     state = ckpt.load() if ckpt is not None else None
     if state is None:
         return [], {}, None, False
-    saved = state.get("recipe")
-    if saved is None:
-        warnings.warn(f"{ckpt.folder} was written by an older tf_gpp that did not record its options; "
-                      "resuming without checking that they match this call's", UserWarning, stacklevel=3)
-    elif saved != recipe:
-        diff = "; ".join(f"{k}={saved.get(k)!r} there, {recipe.get(k)!r} now"
-                         for k in sorted(set(saved) | set(recipe)) if saved.get(k) != recipe.get(k))
+    diff = ckpt.mismatch(state, recipe)
+    if diff:
         raise PruningRequestError(
             f"checkpoint_dir={str(ckpt.folder)!r} holds a run with other options or another model ({diff}); "
             "resuming it would return that run's models. Call again with its options to resume it, or give a "

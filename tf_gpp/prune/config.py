@@ -12,7 +12,6 @@ import dataclasses
 import difflib
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from tf_gpp.errors import PruningRequestError
 from tf_gpp.importance import DEFAULT_IMPORTANCE, Importance, get_importance
+from tf_gpp.io import recipe_json
 from tf_gpp.prune.planner import Constraints
 from tf_gpp.prune.schedules import Geometric, PruningSchedule, Threshold, resolve_target
 
@@ -150,8 +150,7 @@ class CompressConfig:
         """The options that decide compress's result (:meth:`to_dict` without where it writes
         and how much it prints), stable across processes; a checkpoint records it so that a
         resumed run with other options is refused rather than continued."""
-        return {k: re.sub(r" at 0x[0-9a-fA-F]+", "", v) if isinstance(v, str) else v
-                for k, v in self.to_dict().items() if k not in _NOT_IN_RECIPE}
+        return recipe_json({k: getattr(self, k) for k in self.names() if k not in _NOT_IN_RECIPE})
 
     def to_dict(self) -> dict[str, Any]:
         """The options as JSON-ready values (objects as their ``repr``)."""
