@@ -139,9 +139,10 @@ def test_attention_masks_and_scores_are_not_pruned():
     x = keras.layers.Flatten(name="flat")(scores)
     y = keras.layers.Concatenate(name="cat")([keras.layers.GlobalAveragePooling1D(name="gap")(a), x])
     m = keras.Model([q_in, mask], keras.layers.Dense(2, name="head")(y))
-    groups = {tuple(g.producers): g for g in tf_gpp.channel_groups(m)}
+    groups = {tuple(g.producers): g for g in tf_gpp.channel_groups(m) if not g.internal}
     assert ("q_proj",) in groups  # the query/value input stays prunable
-    assert not any(g.internal for g in groups.values())  # per-head scores are returned: heads frozen
+    internal = [key for g in tf_gpp.channel_groups(m) for key in g.internal.values()]
+    assert internal == ["value_dims"]  # per-head scores are returned: heads frozen
     with pytest.raises(tf_gpp.PruningRequestError):
         tf_gpp.prune_channels(m, {"flat": [0]})  # the scores are frozen
     rng = np.random.default_rng(0)
@@ -161,8 +162,8 @@ def test_attention_profile_counts_projections_and_products():
     assert row.macs == want + T * s * HEADS * (KEY_DIM + 3)
 
 
-def _heads_group(dep: tf_gpp.DependencyGraph) -> tf_gpp.ChannelGroup:
-    (group,) = [g for g in dep.groups if g.internal]
+def _heads_group(dep: tf_gpp.DependencyGraph, key: str = "heads") -> tf_gpp.ChannelGroup:
+    (group,) = [g for g in dep.groups if key in g.internal.values()]
     return group
 
 
@@ -213,9 +214,17 @@ def test_attention_heads_in_a_transformer_block_prune_exactly_and_convert(tmp_pa
     np.testing.assert_allclose(predict(load_interpreter(tfl), xs[0]), _run(slim, xs), rtol=1e-4, atol=1e-4)
 
 
-def test_head_scores_l1_and_taylor_against_hand_computed():
+def _output_kernel_gradient(model: keras.Model, xs: list[np.ndarray], y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The attention output kernel and the cross-entropy's gradient w.r.t. it, on one batch."""
     import tensorflow as tf
 
+    kernel = next(w for w in model.get_layer("mha").weights if w.path.endswith("attention_output/kernel"))
+    with tf.GradientTape() as tape:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, model(xs, training=False))
+    return np.asarray(kernel), np.asarray(tape.gradient(loss, kernel))
+
+
+def test_head_scores_l1_and_taylor_against_hand_computed():
     from tf_gpp.importance import GPPUtility, L1Norm, Taylor
 
     m = attention_model()
@@ -233,15 +242,52 @@ def test_head_scores_l1_and_taylor_against_hand_computed():
     y = np.random.default_rng(4).integers(0, 3, 32)
     taylor = Taylor(batch_size=64)
     taylor.prepare(m, dep, (xs, y))
-    ref = reloaded(m)
-    kernel = next(w for w in ref.get_layer("mha").weights if w.path.endswith("attention_output/kernel"))
-    with tf.GradientTape() as tape:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, ref(xs, training=False))
-    grad = np.asarray(tape.gradient(loss, kernel))
-    first_order = (np.asarray(kernel) * grad).reshape(HEADS, -1).sum(1)
+    kernel, grad = _output_kernel_gradient(reloaded(m), xs, y)
+    first_order = (kernel * grad).reshape(HEADS, -1).sum(1)
     np.testing.assert_allclose(taylor(dep, heads), first_order**2, rtol=1e-4, atol=1e-12)
 
     gpp = GPPUtility(utility="lda", feature_layer="gap")
     gpp.prepare(m, dep, (xs, y))
     scores = gpp(dep, heads)
     assert scores.shape == (HEADS,) and np.all(np.isfinite(scores)) and scores.max() > 0
+
+
+def test_attention_value_dims_are_units_and_prune_exactly(tmp_path):
+    from tf_gpp.importance import L1Norm, Taylor
+    from tf_gpp.surgery import rebuild
+
+    m = attention_model()
+    _randomize(m)
+    dep = tf_gpp.DependencyGraph(m)
+    dims = _heads_group(dep, "value_dims")
+    assert dims.internal == {"mha": "value_dims"} and dims.size == 3
+    heads = _heads_group(dep)
+    slim = rebuild(dep, dep.removed_units({dims.index: [1], heads.index: [2]}))
+    ref = reloaded(m)
+    _zero(ref, "mha", "attention_output/kernel", 1, [1])  # value dimension 1 of every head
+    _zero(ref, "mha", "attention_output/kernel", 0, [2])
+    xs = _inputs(m)
+    np.testing.assert_allclose(_run(slim, xs), _run(ref, xs), rtol=1e-5, atol=1e-5)
+    layer = slim.get_layer("mha")
+    assert layer.get_config()["value_dim"] == 2 and layer.get_config()["key_dim"] == KEY_DIM
+    kernels = {w.path.split("/")[-2] + "/" + w.name: tuple(w.shape) for w in layer.weights}
+    assert kernels["value/kernel"] == (12, HEADS - 1, 2) and kernels["value/bias"] == (HEADS - 1, 2)
+    assert kernels["key/kernel"] == (12, HEADS - 1, KEY_DIM)
+    assert kernels["attention_output/kernel"] == (HEADS - 1, 2, D)
+    q_in, kv_in = keras.Input((T, D_IN)), keras.Input((T + 2, D_IN))  # the same layer built directly
+    a = keras.layers.MultiHeadAttention(HEADS - 1, KEY_DIM, value_dim=2, name="mha")(
+        keras.layers.Dense(D, name="q_proj")(q_in), keras.layers.Dense(12, name="kv_proj")(kv_in))
+    x = keras.layers.GlobalAveragePooling1D(name="gap")(keras.layers.Dense(5, activation="relu", name="post")(a))
+    fresh = keras.Model([q_in, kv_in], keras.layers.Dense(3, name="head")(x))
+    assert tf_gpp.profile(slim).macs == tf_gpp.profile(fresh).macs
+    # scores: L1 of the value columns and output rows; Taylor from the output rows' gradient
+    vk = {w.path.split("/")[-2] + "/" + w.name: np.abs(np.asarray(w)) for w in m.get_layer("mha").weights}
+    want = vk["value/kernel"].sum((0, 1)) + vk["attention_output/kernel"].sum((0, 2))
+    l1 = L1Norm()
+    l1.prepare(m, dep)
+    np.testing.assert_allclose(l1(dep, dims), want, rtol=1e-5)
+    taylor = Taylor()
+    xs16, y = _inputs(m, n=16, seed=5), np.random.default_rng(6).integers(0, 3, 16)
+    taylor.prepare(m, dep, (xs16, y))
+    kernel, grad = _output_kernel_gradient(reloaded(m), xs16, y)
+    np.testing.assert_allclose(taylor(dep, dims), (kernel * grad).sum((0, 2)) ** 2, rtol=1e-4, atol=1e-12)

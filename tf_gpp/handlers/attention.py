@@ -11,6 +11,11 @@
   output kernel, and ``num_heads`` shrinks. The other heads compute exactly what they did
   (each head's softmax is its own), so it equals zeroing the head's output-kernel rows.
   Heads are frozen when the layer returns its per-head attention scores.
+* The value dimensions are units too (dimension ``j`` of every head together, since
+  ``value_dim`` is one number): it reaches the output only through ``kernel[:, j, :]`` of the
+  output projection, so removing it equals zeroing those rows (exact). Key dimensions are
+  not units: the scores are scaled by ``1/sqrt(key_dim)``, so fewer key dimensions would
+  need rescaled query weights, which slicing does not do.
 
 In a transformer the inputs and the output sit on the residual stream, so these
 channels are coupled with every ``Add`` of the stream (and with every
@@ -66,6 +71,14 @@ def weight_parts(layer: Any) -> dict[str, tuple[Any, str]]:
     return out
 
 
+def _value_dim(config: dict) -> int:
+    return int(config.get("value_dim") or config["key_dim"])
+
+
+# each internal unit set: (axis of the value-side projections' kernel, of the output kernel)
+_UNIT_AXES = {"heads": (1, 0), "value_dims": (2, 1)}
+
+
 def _output_width(config: dict) -> bool:
     """Whether ``output_shape`` is unset or one axis (the output is ``(..., d_out)``)."""
     shape = config.get("output_shape")
@@ -98,6 +111,7 @@ class MultiHeadAttentionHandler(LayerHandler):
                 ctx.freeze(atoms, ctx.reason(f"reads '{role}' as a mask"))
         ctx.new_units("heads", int(ctx.config["num_heads"]),
                       frozen=ctx.reason("returns per-head attention scores") if len(ctx.out_shapes) > 1 else None)
+        ctx.new_units("value_dims", _value_dim(ctx.config))
         width = ctx.out_shapes[0][-1]
         outs = [ctx.new_atoms(int(width) if width is not None else 0)]
         for shape in ctx.out_shapes[1:]:  # return_attention_scores=True
@@ -109,6 +123,8 @@ class MultiHeadAttentionHandler(LayerHandler):
         config["output_shape"] = int(keep.outputs[0].sum())
         if "heads" in keep.internal:
             config["num_heads"] = int(keep.internal["heads"].sum())
+        if "value_dims" in keep.internal:
+            config["value_dim"] = int(keep.internal["value_dims"].sum())
         return config
 
     def weight_masks(self, layer: Any, keep: Keep) -> WeightMasks:
@@ -117,37 +133,47 @@ class MultiHeadAttentionHandler(LayerHandler):
         by_role.setdefault("key", by_role["value"])
         out_mask = keep.outputs[0]
         heads = keep.internal.get("heads")
+        dims = keep.internal.get("value_dims")
         masks: WeightMasks = {}
         for path, (_, part) in weight_parts(layer).items():
             sub, name = part.split("/")
             if sub in _PROJECTIONS:  # kernel (d_in, heads, dim), bias (heads, dim)
+                k = 1 if name == "kernel" else 0  # the heads axis
                 masks[path] = {0: by_role[sub]} if name == "kernel" else {}
                 if heads is not None:
-                    masks[path][1 if name == "kernel" else 0] = heads
+                    masks[path][k] = heads
+                if dims is not None and sub == "value":
+                    masks[path][k + 1] = dims
             elif sub == "attention_output":  # kernel (heads, value_dim, d_out), bias (d_out,)
                 masks[path] = {-1: out_mask} if name == "kernel" else {0: out_mask}
                 if heads is not None and name == "kernel":
                     masks[path][0] = heads
+                if dims is not None and name == "kernel":
+                    masks[path][1] = dims
         return masks
 
     def unit_l1(self, layer: Any, key: str) -> np.ndarray | None:
-        """Sum of |query/key/value/output kernel| entries of each head."""
-        if key != "heads":
+        """Sum of |kernel| entries making each head (query, key, value and output kernels) or
+        each value dimension (value and output kernels)."""
+        if key not in _UNIT_AXES:
             return None
-        out = np.zeros(int(layer.num_heads))
+        in_axis, out_axis = _UNIT_AXES[key]
+        subs = (*_PROJECTIONS, "attention_output") if key == "heads" else ("value", "attention_output")
+        out = 0.0
         for v, part in weight_parts(layer).values():
             sub, name = part.split("/")
-            if name == "kernel" and (sub in _PROJECTIONS or sub == "attention_output"):
-                k = np.moveaxis(np.abs(np.asarray(v)), 1 if sub in _PROJECTIONS else 0, 0)
-                out += k.reshape(k.shape[0], -1).sum(axis=1)
+            if name == "kernel" and sub in subs:
+                k = np.moveaxis(np.abs(np.asarray(v)), out_axis if sub == "attention_output" else in_axis, 0)
+                out = out + k.reshape(k.shape[0], -1).sum(axis=1)
         return out
 
     def unit_probe(self, layer: Any, key: str) -> tuple[Any, int] | None:
-        """The output kernel, head axis 0: the layer's output is sum over heads of
-        ``context_h @ kernel[h]`` plus a bias, linear in each head's rows."""
-        if key != "heads":
+        """The output kernel ``(heads, value_dim, d_out)``: the output is a sum over heads and
+        value dimensions of ``context[h, j] * kernel[h, j]`` plus a bias, linear in each slice."""
+        if key not in _UNIT_AXES:
             return None
-        return next((v, 0) for v, part in weight_parts(layer).values() if part == "attention_output/kernel")
+        kernel = next(v for v, part in weight_parts(layer).values() if part == "attention_output/kernel")
+        return kernel, _UNIT_AXES[key][1]
 
     def filter_l1(self, layer: Any) -> np.ndarray | None:
         """Sum of |attention_output kernel| entries making each output channel."""
