@@ -267,3 +267,29 @@ def test_push_and_prune_in_one_distributed_fit_then_strip_and_tflite():  # ~20 s
     assert out["strip_vs_masked"] <= 1e-5 * max(1.0, out["scale"])
     assert out["tflite_vs_keras"] <= 1e-4 * max(1.0, out["scale"])
     assert out["reload_vs_slim"] == 0.0
+
+
+def test_pruning_callback_on_attention_masks_channels_and_leaves_heads_whole():
+    """Masks act on tensors: the callback prunes the attention's channels and the MLP, and
+    never plans the heads or value dimensions (units inside the layer), whose removal it
+    could not mask; the stripped model keeps every head."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((128, 6, 8)).astype("float32")
+    y = (x[:, :, 0].mean(1) > 0).astype("int64")
+    inp = keras.Input((6, 8))
+    h = keras.layers.Dense(16, name="embed")(inp)
+    a = keras.layers.MultiHeadAttention(4, 4, name="mha")(h, h)
+    h = keras.layers.Dense(32, activation="relu", name="ff")(a)
+    h = keras.layers.GlobalAveragePooling1D(name="gap")(h)
+    base = keras.Model(inp, keras.layers.Dense(2, name="head")(h))
+    base_macs = tf_gpp.profile(base).macs
+    gated = tf_gpp.prunable(base)
+    gated.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cb = tf_gpp.PruningCallback(data=(x, y), target_macs=0.6, start_epoch=0, end_epoch=1, importance="taylor")
+    gated.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[cb])
+    slim = tf_gpp.strip(gated)
+    assert slim.get_layer("mha").num_heads == 4 and slim.get_layer("mha").get_config()["value_dim"] in (None, 4)
+    assert tf_gpp.profile(slim).macs <= 0.6 * base_macs
+    assert slim.get_layer("ff").units < 32 or slim.get_layer("embed").units < 16
+    np.testing.assert_allclose(np.asarray(slim(x[:8], training=False)), np.asarray(gated(x[:8], training=False)),
+                               rtol=1e-4, atol=1e-5)
