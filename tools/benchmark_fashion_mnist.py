@@ -974,7 +974,7 @@ def write_plot(payload: dict, path: Path) -> None:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3, which="both")
-        lows = [100 * (r["accuracy_mean"] - (r["accuracy_std"] or 0)) for r in rows]
+        lows = [100 * (r["accuracy_mean"] - (r["accuracy_std"] or 0)) for r in rows] or [100 * base["test_accuracy"]]
         highs = [100 * (r["accuracy_mean"] + (r["accuracy_std"] or 0)) for r in rows] + [100 * base["test_accuracy"]]
         ax.set_ylim(min(lows) - 0.8, max(max(highs), 93.0) + 0.8)  # every point and error bar visible
     axes[0].set_title("accuracy vs MACs (error bars: std over seeds; tfmot at its dense MACs)", fontsize=10)
