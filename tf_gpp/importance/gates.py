@@ -136,7 +136,7 @@ def gate_gradients(
     objective: Callable[[Any, Any, Any], Any],
     batches: Iterable[tuple[Any, Any]],
     reduce: Callable[[np.ndarray], np.ndarray] = np.abs,
-) -> dict[str, np.ndarray]:
+) -> dict[str | tuple[str, str], np.ndarray]:
     """Mean over batches of ``reduce(dS/dgate)`` per gated layer (and per probed unit set).
 
     ``objective(outputs, x, y)`` returns the scalar S of a batch.
