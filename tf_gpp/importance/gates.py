@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.handlers import get_handler
+from tf_gpp.importance.base import Importance
 from tf_gpp.surgery import model_from_config, transfer_state
 
 
@@ -48,6 +49,19 @@ class UnitProbe:
         """``sum(W * dS/dW)`` over each unit's slice."""
         wg = np.moveaxis(np.asarray(self.variable, np.float64) * np.asarray(grad, np.float64), self.axis, 0)
         return wg.reshape(wg.shape[0], -1).sum(axis=1)
+
+
+class GatedImportance(Importance):
+    """A criterion whose scores are a :func:`gate_gradients` result (``self._scores``, set by
+    :meth:`prepare`): a layer's channels under its name, its internal units under ``(layer, key)``."""
+
+    _scores: dict[Any, np.ndarray]
+
+    def channel_scores(self, layer: str) -> np.ndarray | None:
+        return self._scores.get(layer)
+
+    def unit_scores(self, dep: DependencyGraph, layer: str, key: str) -> np.ndarray | None:
+        return self._scores.get((layer, key))
 
 
 def _replace_refs(obj: Any, old: str, new: str) -> None:

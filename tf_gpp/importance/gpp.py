@@ -31,8 +31,8 @@ from tf_gpp.data.intake import labelled_batches
 from tf_gpp.discriminant import ScatterStats, feature_model, find_feature_layer, neuron_utility
 from tf_gpp.errors import ArgumentError, DataError
 from tf_gpp.graph.dependency import DependencyGraph
-from tf_gpp.importance.base import Importance, per_class_sample
-from tf_gpp.importance.gates import ChannelGate, gate_gradients, gated_model
+from tf_gpp.importance.base import per_class_sample
+from tf_gpp.importance.gates import ChannelGate, GatedImportance, gate_gradients, gated_model
 
 UTILITIES = ("fisher", "lda")
 TRACES = ("deconv", "linear")
@@ -65,7 +65,7 @@ def _constant_probe(model: keras.Model) -> Any:
     return next(iter(arrays.values())) if len(arrays) == 1 else arrays
 
 
-class GPPUtility(Importance):
+class GPPUtility(GatedImportance):
     """Discriminant utility of the last hidden layer, traced back through the network."""
 
     name = "gpp"
@@ -127,12 +127,6 @@ class GPPUtility(Importance):
         else:
             sample = per_class_sample(batches, task, self.images_per_class)
             self._scores = gate_gradients(gated, gates, objective, sample)
-
-    def channel_scores(self, layer: str) -> np.ndarray | None:
-        return self._scores.get(layer)
-
-    def unit_scores(self, dep: DependencyGraph, layer: str, key: str) -> np.ndarray | None:
-        return self._scores.get((layer, key))
 
     def get_config(self) -> dict:
         return {

@@ -14,8 +14,7 @@ import numpy as np
 
 from tf_gpp.data.intake import TaskInfo, infer_task, labelled_batches, output_is_probability
 from tf_gpp.graph.dependency import DependencyGraph
-from tf_gpp.importance.base import Importance
-from tf_gpp.importance.gates import gate_gradients, gated_model
+from tf_gpp.importance.gates import GatedImportance, gate_gradients, gated_model
 
 
 def outputs_are_probabilities(model: keras.Model, index: int = 0) -> bool:
@@ -39,7 +38,7 @@ def classification_loss(model: keras.Model, y: Any, out: Any, task: TaskInfo | N
     return task.loss()(task.labels(y), out)
 
 
-class Taylor(Importance):
+class Taylor(GatedImportance):
     """Squared first-order Taylor term of the loss per channel, mean over batches."""
 
     name = "taylor"
@@ -60,12 +59,6 @@ class Taylor(Importance):
             return classification_loss(dep.graph.model, y, classifier_output(outputs, task), task)
 
         self._scores = gate_gradients(gated, gates, objective, batches, reduce=np.square)
-
-    def channel_scores(self, layer: str) -> np.ndarray | None:
-        return self._scores.get(layer)
-
-    def unit_scores(self, dep: DependencyGraph, layer: str, key: str) -> np.ndarray | None:
-        return self._scores.get((layer, key))
 
     def get_config(self) -> dict:
         return {"max_batches": self.max_batches, "batch_size": self.batch_size, "output": self.output}
