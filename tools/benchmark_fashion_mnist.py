@@ -188,7 +188,7 @@ def compress_kwargs(method: str, cfg: dict, budget: float, seed: int) -> dict[st
     spec = PRUNE_METHODS[method]
     push = spec["push"]
     units = cfg["units_per_round"]
-    kw: dict[str, Any] = {
+    return {
         "target_macs": budget,
         "target_params": cfg.get("params_cap", {}).get(str(budget)),
         "strategy": "global",
@@ -202,7 +202,6 @@ def compress_kwargs(method: str, cfg: dict, budget: float, seed: int) -> dict[st
         "importance": spec["importance"],
         "push": push,
     }
-    return kw
 
 
 # --------------------------------------------------------------------------- worker side

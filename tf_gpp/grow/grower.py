@@ -28,6 +28,7 @@ What a candidate is compared with (``baseline``):
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -46,6 +47,8 @@ from tf_gpp.grow.transfer import transfer_weights
 from tf_gpp.io import RoundCheckpoint, recipe_json
 
 ACTIONS = ("add", "widen")
+#: Grower options that change nothing grown: a resumed growth may differ in them
+_NOT_IN_RECIPE = ("callbacks", "checkpoint_dir", "verbose")
 BASELINES = ("incumbent", "continued")
 
 OptimizerLike = str | keras.optimizers.Optimizer | Callable[[], keras.optimizers.Optimizer]
@@ -170,16 +173,13 @@ class Grower:
         self.verbose = verbose
 
     def recipe(self) -> dict[str, Any]:
-        """The options that decide what grows (not where it is saved nor how much it prints); a
-        growth checkpoint records them, and a run with other options is refused."""
-        start = self.start.to_dict() if isinstance(self.start, InceptionSpec) else self.start
-        named = {"input_shape": self.input_shape, "num_classes": self.num_classes, "start": start,
-                 "start_width": self.start_width, "max_params": self.max_params, "max_macs": self.max_macs,
-                 "max_rounds": self.max_rounds, "min_delta": self.min_delta,
-                 "epochs_per_round": self.epochs_per_round, "start_epochs": self.start_epochs,
-                 "actions": list(self.actions), "widen_factor": self.widen_factor, "optimizer": self.optimizer,
-                 "learning_rate": self.learning_rate, "compile_kwargs": self.compile_kwargs,
-                 "baseline": self.baseline, "seed": self.seed}
+        """The options that decide what grows: every constructor option (as stored) but where it
+        is saved, its callbacks and how much it prints. A growth checkpoint records them, and a
+        run with other options is refused."""
+        named = {k: getattr(self, k) for k in inspect.signature(Grower.__init__).parameters
+                 if k not in ("self", *_NOT_IN_RECIPE)}
+        if isinstance(named["start"], InceptionSpec):
+            named["start"] = named["start"].to_dict()
         return recipe_json(named)
 
     # -- pieces ---------------------------------------------------------------------------
