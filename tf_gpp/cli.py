@@ -215,7 +215,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         raise UserError("compress needs --target-macs or --target-params (a fraction of the base model such "
                         "as 0.3); or pass --strategy threshold for the paper's eta*std rule without a size target")
     given = {name: getattr(args, name) for name in ("importance", "push", "rounds", "push_epochs",
-                                                    "finetune_epochs", "distill")
+                                                    "finetune_epochs", "min_finetune_steps", "distill")
              if getattr(args, name) is not None}  # the others: compress's defaults, defined once
     config = tf_gpp.prune.CompressConfig(  # every option checked before the model and data load
         target_macs=args.target_macs, target_params=args.target_params,
@@ -228,7 +228,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     print(ds.describe())
     _check_data(model, args.data, ds.train, validation=ds.val if ds.val is not None else ds.test)
     if strategy == "threshold":
-        print("strategy: threshold (eta*std per layer, rounds until the accuracy tolerance)")
+        print("strategy: threshold (eta*std per layer, every round, or until --max-accuracy-drop)")
     res = tf_gpp.compress(model, ds.train, ds.val if ds.val is not None else ds.test, config=config)
     _save_model(res.model, out)
     print(res.summary())
@@ -373,7 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--strategy", choices=["global", "threshold"], default=None,
                     help="global (default: rank all channels to the target) or threshold (the paper's "
                     "eta*std per layer, no size target)")
-    sp.add_argument("--max-accuracy-drop", type=float, default=0.02)
+    sp.add_argument("--max-accuracy-drop", type=float, default=None,
+                    help="stop at the first round more than this below the base validation accuracy and "
+                    "keep the smallest round within it (e.g. 0.02 = 2 points); default: none, every round "
+                    "runs and the target is reached")
     defaults = CompressConfig()
     sp.add_argument("--importance", choices=importance_names(),
                     help=f"how units are scored (default {defaults.importance}); names from tf_gpp.importance's "
@@ -384,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--rounds", type=int, help=f"prune rounds (default {defaults.rounds})")
     sp.add_argument("--push-epochs", type=int, help=f"push epochs per round, with --push (default {defaults.push_epochs})")
     sp.add_argument("--finetune-epochs", type=int, help=f"fine-tuning epochs per round (default {defaults.finetune_epochs})")
+    sp.add_argument("--min-finetune-steps", type=int,
+                    help=f"a floor in optimizer steps per fine-tune (default {defaults.min_finetune_steps})")
     sp.add_argument("--round-to", type=int, default=1, help="keep channel counts in multiples of this")
     sp.add_argument("--distill", action=argparse.BooleanOptionalAction,
                     help=f"fine-tune with distillation from the original (default {'on' if defaults.distill else 'off'})")

@@ -101,12 +101,25 @@ CRITERIA: dict[str, dict[str, Any]] = {
     "taylor": {"importance": "taylor", "push": False, "label": "Taylor (1st order)"},
     "random": {"importance": "random", "push": False, "label": "random"},
 }
+#: recovery recipes (issue 22): compress's defaults (Taylor, no push, distillation) with one change
+RECIPES: dict[str, dict[str, Any]] = {
+    "floor": {"min_finetune_steps": 120},            # >= 120 optimizer steps per fine-tune (8 epochs here)
+    "final_long": {"final_finetune_epochs": 16},     # the last round fine-tuned 16 epochs, not 4
+    "gradual": {"rounds": 8, "finetune_epochs": 2},  # 8 smaller steps, equal epochs
+    "small_lr": {"lr_schedule": "constant", "learning_rate": 1e-4},  # fine-tuning at a small rate, no rewind
+    "min_width": {"min_channels": 8},                # a per-layer minimum width
+}
+CRITERIA.update({name: {"importance": "taylor", "push": False, "label": f"default + {recipe}", "recipe": recipe}
+                 for name, recipe in RECIPES.items()})
 BASELINES: dict[str, str] = {
     "base": "task base (generalist + new head, fine-tuned): upper bound",
     "scratch": "width-multiplier MobileNetV2 from scratch, equal epochs",
     "scratch_4x": "width-multiplier MobileNetV2 from scratch, 4x epochs",
     "tfmot": "tfmot prune_low_magnitude (unstructured) of the task base",
+    "compact": "width-multiplier MobileNetV2 pretrained on the source like the generalist, fine-tuned on the task",
 }
+#: the baselines that are sized to a budget (one run per budget), in report order
+SIZED_BASELINES = ("compact", "scratch", "scratch_4x", "tfmot")
 
 GENERALIST_RECIPES: dict[str, dict[str, Any]] = {
     "full": {
@@ -138,6 +151,18 @@ RUN_SETTINGS: dict[str, dict[str, Any]] = {
         # cut from compress's defaults (4 rounds of 2 push + 2 fine-tune epochs) to fit the
         # protocol on this shared 2-core machine: 2 rounds of 1 push + 1 fine-tune epoch
         "rounds": 2, "push_epochs": 1, "finetune_epochs": 1,
+        "compress_lr": None, "recalibrate_steps": None,
+        "scratch_lr": 2e-3, "scratch_factor": 4,
+        "tfmot_lr": 1e-3,
+        "latency_rounds": 300, "latency_warmup": 20,
+    },
+    # compress exactly as a user calls it: rounds and epochs are compress's defaults, and push (a
+    # criterion's choice) gets its own epochs on top of the fine-tuning (never carved out of it)
+    "defaults": {
+        "generalist": "full",
+        "train_per_class": 300, "val_per_class": 100, "test_per_class": None,
+        "base_epochs": 5, "base_lr": 1e-3, "batch_size": 60,
+        "rounds": None, "push_epochs": None, "finetune_epochs": None, "push_budget": "own",
         "compress_lr": None, "recalibrate_steps": None,
         "scratch_lr": 2e-3, "scratch_factor": 4,
         "tfmot_lr": 1e-3,
@@ -191,7 +216,10 @@ def resolved_settings(run: dict) -> dict:
     out["default_importance"] = d["importance"]
     out["default_push"] = d["push"]
     out["distill"] = d["distill"]
-    out["epochs_per_round"] = out["push_epochs"] + out["finetune_epochs"]
+    # "carved" (the default of the older settings): every criterion trains push_epochs +
+    # finetune_epochs per round; "own": push criteria push on top of the fine-tuning epochs
+    own = out.get("push_budget", "carved") == "own"
+    out["epochs_per_round"] = out["finetune_epochs"] if own else out["push_epochs"] + out["finetune_epochs"]
     out["compress_epochs"] = out["rounds"] * out["epochs_per_round"]
     out["scratch_epochs"] = out["base_epochs"] + out["compress_epochs"]
     return out
@@ -275,23 +303,27 @@ def fit(keras: Any, model: Any, x: np.ndarray, y: np.ndarray, epochs: int, lr: f
     return time.time() - t0
 
 
-def generalist_paths(cache: Path, recipe: dict) -> tuple[Path, Path]:
-    key = _key(recipe)
+def generalist_paths(cache: Path, recipe: dict, width: float | None = None) -> tuple[Path, Path]:
+    key = _key(recipe) if width is None else f"compact_{_key({**recipe, 'width_multiplier': width})}"
     return cache / f"generalist_{key}.keras", cache / f"generalist_{key}.json"
 
 
-def ensure_generalist(cache: Path, recipe: dict, fm: dict, log: Any) -> tuple[Path, dict]:
-    """Train (or load from the cache) the 10-class MobileNetV2 generalist."""
+def ensure_generalist(cache: Path, recipe: dict, fm: dict, log: Any, width: float | None = None) -> tuple[Path, dict]:
+    """Train (or load from the cache) the 10-class MobileNetV2 generalist; with ``width``, the
+    compact net (every Conv2D's filters x ``width``) pretrained with the same recipe."""
     import keras
     import tensorflow as tf
 
     import tf_gpp
 
-    model_path, info_path = generalist_paths(cache, recipe)
+    name = "generalist" if width is None else f"compact (width {width})"
+    model_path, info_path = generalist_paths(cache, recipe, width)
     if model_path.exists() and info_path.exists():
         info = json.loads(info_path.read_text())
-        log(f"generalist: cached {model_path.name}, test accuracy {info['test_accuracy']:.4f}")
+        log(f"{name}: cached {model_path.name}, test accuracy {info['test_accuracy']:.4f}")
         return model_path, info
+    if not fm:
+        fm.update(load_fmnist())
     cache.mkdir(parents=True, exist_ok=True)
     n = recipe["train_images"]
     x, y = fm["x"], fm["y"]
@@ -299,19 +331,20 @@ def ensure_generalist(cache: Path, recipe: dict, fm: dict, log: Any) -> tuple[Pa
         idx = np.sort(tf_gpp.data.stratified_order(y, recipe["seed"])[:n])
         x, y = x[idx], y[idx]
     keras.utils.set_random_seed(recipe["seed"])
-    model = keras.applications.MobileNetV2(alpha=ALPHA, weights=None, input_shape=INPUT_SHAPE, classes=10)
+    model = (keras.applications.MobileNetV2(alpha=ALPHA, weights=None, input_shape=INPUT_SHAPE, classes=10)
+             if width is None else narrow_mobilenet(keras, 10, width, classifier_activation="softmax"))
     bs = recipe["batch_size"]
     ds = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=recipe["seed"])
           .batch(bs).map(lambda a, b: (preprocess(a), b)).prefetch(2))
     steps = recipe["epochs"] * -(-len(y) // bs)
     model.compile(optimizer=cosine_adam(keras, recipe["lr"], steps),
                   loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-    log(f"generalist: training on {len(y):,} images, {recipe['epochs']} epochs ({steps} steps of {bs})")
+    log(f"{name}: training on {len(y):,} images, {recipe['epochs']} epochs ({steps} steps of {bs})")
     t0 = time.time()
 
     class Progress(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            log(f"  generalist epoch {epoch + 1}/{recipe['epochs']}: loss {logs['loss']:.4f} "
+            log(f"  {name} epoch {epoch + 1}/{recipe['epochs']}: loss {logs['loss']:.4f} "
                 f"acc {logs['accuracy']:.4f} ({time.time() - t0:.0f}s)")
 
     model.fit(ds, epochs=recipe["epochs"], verbose=0, callbacks=[Progress()])
@@ -322,7 +355,7 @@ def ensure_generalist(cache: Path, recipe: dict, fm: dict, log: Any) -> tuple[Pa
     acc = accuracy(model, xt, fm["yt"])
     prof = tf_gpp.profile(model)
     info = {
-        "recipe": recipe, "params": int(prof.params), "macs": int(prof.macs),
+        "recipe": recipe, "width_multiplier": width, "params": int(prof.params), "macs": int(prof.macs),
         "test_accuracy": acc, "test_accuracy_before_bn_recalibration": acc_stale,
         "train_seconds": round(seconds, 1), "n_train": int(len(y)), "n_test": int(len(fm["yt"])),
         "data_source": fm["source"],
@@ -333,7 +366,7 @@ def ensure_generalist(cache: Path, recipe: dict, fm: dict, log: Any) -> tuple[Pa
     model.save(tmp)
     tmp.replace(model_path)
     info_path.write_text(json.dumps(info, indent=2))
-    log(f"generalist: {info['params']:,} params, {info['macs']:,} MACs, test accuracy {acc:.4f} "
+    log(f"{name}: {info['params']:,} params, {info['macs']:,} MACs, test accuracy {acc:.4f} "
         f"(before BN re-estimation {acc_stale:.4f}), trained in {seconds:.0f}s")
     return model_path, info
 
@@ -345,10 +378,10 @@ def task_model_from(generalist: Any, k: int, keras: Any) -> Any:
     return keras.Model(generalist.inputs, out, name="task_base")
 
 
-def narrow_mobilenet(keras: Any, k: int, m: float) -> Any:
+def narrow_mobilenet(keras: Any, k: int, m: float, classifier_activation: str | None = None) -> Any:
     """MobileNetV2(alpha=0.35) with every Conv2D's filters scaled by m (whole channels)."""
     ref = keras.applications.MobileNetV2(alpha=ALPHA, weights=None, input_shape=INPUT_SHAPE, classes=k,
-                                         classifier_activation=None)
+                                         classifier_activation=classifier_activation)
     cfg = ref.get_config()
     for layer in cfg["layers"]:
         layer.pop("build_config", None)  # built shapes of the original widths
@@ -484,19 +517,20 @@ class Runner:
         d = self.data(task, seed)
         spec = CRITERIA[criterion]
         r = self.run
-        kwargs: dict[str, Any] = {"importance": spec["importance"], "push": spec["push"], "distill": r["distill"]}
+        kwargs: dict[str, Any] = {"importance": spec["importance"], "push": spec["push"], "distill": r["distill"],
+                                  "max_accuracy_drop": 1.0}
         push = spec["push"]
         epochs = {"push_epochs": r["push_epochs"], "finetune_epochs": r["finetune_epochs"]} if push else \
             {"push_epochs": 0, "finetune_epochs": r["epochs_per_round"]}
+        if spec.get("recipe"):  # a recovery recipe: compress's defaults and its own options
+            kwargs, epochs = dict(spec["recipe"]), {}
         base = keras.models.load_model(self.base_path(task, seed))
         ckpt = self.cache / "ckpt" / jid
         t0 = time.time()
-        result = tf_gpp.compress(
-            base, (d["x_train"], d["y_train"]), (d["x_val"], d["y_val"]), target_macs=budget,
-            max_accuracy_drop=1.0, rounds=r["rounds"], learning_rate=r["compress_lr"],
-            batch_size=r["batch_size"], recalibrate_steps=r["recalibrate_steps"], seed=seed,
-            checkpoint_dir=ckpt, verbose=1, **epochs, **kwargs,
-        )
+        call = {"rounds": r["rounds"], "learning_rate": r["compress_lr"], "batch_size": r["batch_size"],
+                "recalibrate_steps": r["recalibrate_steps"], **epochs, **kwargs}
+        result = tf_gpp.compress(base, (d["x_train"], d["y_train"]), (d["x_val"], d["y_val"]), target_macs=budget,
+                                 seed=seed, checkpoint_dir=ckpt, verbose=1, **call)
         seconds = time.time() - t0
         pm, pa = tf_gpp.profile(result.model), tf_gpp.profile(result.most_accurate)
         rec = {
@@ -506,7 +540,7 @@ class Runner:
             "most_accurate_params": int(pa.params), "most_accurate_macs": int(pa.macs),
             "base_val_accuracy": result.base_accuracy, "seconds": round(seconds, 1),
             "importance": spec["importance"], "push": push, "distill": r["distill"], **epochs,
-            "rounds": r["rounds"], "history": result.to_dict()["history"],
+            "rounds": call["rounds"], "recipe": spec.get("recipe"), "history": result.to_dict()["history"],
             "compress_defaults_key": _key(compress_defaults()),
         }
         if self.keep_tflite(seed):
@@ -535,6 +569,38 @@ class Runner:
                "accuracy_before_bn_recalibration": stale, "width_multiplier": m,
                "params": params, "macs": macs, "epochs": epochs, "seconds": round(seconds, 1)}
         if self.keep_tflite(seed) and factor == 1:
+            rec["tflite"] = str(tf_gpp.convert.to_tflite(model, self.models / f"{jid}.tflite"))
+        return rec
+
+    def compact_run(self, task: str, seed: int, budget: float, jid: str) -> dict:
+        """The compact net a user would pick instead: the generalist's architecture narrowed to
+        the budget (the scratch baseline's width), pretrained on the source data with the
+        generalist's recipe, then fine-tuned on the task like the task base for the task base's
+        epochs + compress's."""
+        import keras
+
+        import tf_gpp
+
+        d = self.data(task, seed)
+        k = len(TASKS[task]["classes"])
+        base_macs = self.done[f"base_{task}_s{seed}"]["macs"]
+        m, macs, params = width_for_macs(keras, k, budget * base_macs, self.cache)
+        gen_recipe = GENERALIST_RECIPES[self.run["generalist"]]
+        path, info = ensure_generalist(self.args.generalist_cache, gen_recipe, self.fm, self.log, width=m)
+        keras.utils.set_random_seed(seed)
+        model = task_model_from(keras.models.load_model(path), k, keras)
+        epochs = self.run["base_epochs"] + self.run["compress_epochs"]
+        seconds = fit(keras, model, d["x_train"], d["y_train"], epochs, self.run["base_lr"],
+                      self.run["batch_size"], seed)
+        stale = accuracy(model, d["x_test"], d["y_test"])
+        tf_gpp.recalibrate_batchnorm(model, (d["x_train"], d["y_train"]), steps=None,
+                                     batch_size=self.run["batch_size"])
+        prof = tf_gpp.profile(model)
+        rec = {"accuracy": accuracy(model, d["x_test"], d["y_test"]),
+               "accuracy_before_bn_recalibration": stale, "width_multiplier": m,
+               "params": int(prof.params), "macs": int(prof.macs), "epochs": epochs, "seconds": round(seconds, 1),
+               "pretrain_seconds": info["train_seconds"], "pretrain_test_accuracy_10class": info["test_accuracy"]}
+        if self.keep_tflite(seed):
             rec["tflite"] = str(tf_gpp.convert.to_tflite(model, self.models / f"{jid}.tflite"))
         return rec
 
@@ -601,7 +667,7 @@ class Runner:
                     for c in sel["criteria"]:
                         out.append({"id": f"{c}_{tag}", "kind": "compress", "method": c, "task": task,
                                     "seed": seed, "budget": b})
-                    for m in ("scratch", "scratch_4x", "tfmot"):
+                    for m in SIZED_BASELINES:
                         if m in sel["baselines"]:
                             out.append({"id": f"{m}_{tag}", "kind": m, "method": m, "task": task,
                                         "seed": seed, "budget": b})
@@ -628,6 +694,8 @@ class Runner:
                     rec = self.compress_run(job["task"], job["seed"], job["budget"], job["method"], jid)
                 elif job["kind"] == "tfmot":
                     rec = self.tfmot_run(job["task"], job["seed"], job["budget"], jid)
+                elif job["kind"] == "compact":
+                    rec = self.compact_run(job["task"], job["seed"], job["budget"], jid)
                 else:
                     factor = self.run["scratch_factor"] if job["kind"] == "scratch_4x" else 1
                     rec = self.scratch_run(job["task"], job["seed"], job["budget"], factor, jid)
@@ -739,7 +807,7 @@ def measure_latency(done: dict[str, dict], run: dict, log: Any) -> dict:
 
 def aggregate(done: dict[str, dict], sel: dict, latency: dict) -> list[dict]:
     rows = []
-    methods = ["base", *sel["criteria"], *[m for m in ("scratch", "scratch_4x", "tfmot") if m in sel["baselines"]]]
+    methods = ["base", *sel["criteria"], *[m for m in SIZED_BASELINES if m in sel["baselines"]]]
     for task in sel["tasks"]:
         for method in methods:
             budgets = [1.0] if method == "base" else sorted(sel["budgets"], reverse=True)
@@ -822,7 +890,7 @@ def conclusions(rows: list[dict], sel: dict, run: dict) -> list[str]:
                      f"({100 * g['accuracy_mean']:.2f}%; best {best} {100 * crit[best]['accuracy_mean']:.2f}%)"]
             if base:
                 parts.append(f"{100 * (g['accuracy_mean'] - base['accuracy_mean']):+.2f} pts vs task base")
-            for m in ("scratch", "scratch_4x", "tfmot"):
+            for m in SIZED_BASELINES:
                 if m in at:
                     parts.append(f"{100 * (g['accuracy_mean'] - at[m]['accuracy_mean']):+.2f} pts vs {m}")
             out.append(f"- **{task}, {int(round(100 * b))}% MACs**: " + "; ".join(parts) + ".")
@@ -979,6 +1047,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--quick", action="store_true", help="1 task, 1 seed, 25%% MACs, gpp + l1, baselines")
     g.add_argument("--full", action="store_true", help="the full protocol (default)")
     g.add_argument("--tiny", action="store_true", help="a minutes-long smoke run (tiny generalist and data)")
+    parser.add_argument("--settings", choices=["full", "defaults"], default="full",
+                        help="run settings: 'full' (the older protocol: 2 rounds x 2 epochs, push carved out of "
+                             "them) or 'defaults' (compress's own rounds and epochs; push on top)")
     parser.add_argument("--seeds", type=int, help="seeds per cell (0..n-1)")
     parser.add_argument("--budgets", help="comma-separated MACs fractions, e.g. 0.5,0.25,0.1")
     parser.add_argument("--criteria", help=f"comma-separated subset of {','.join(CRITERIA)}")
@@ -1020,14 +1091,15 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(sel[name]) - set(known)
         if unknown:
             parser.error(f"unknown {name} {sorted(unknown)}; choose from {', '.join(known)}")
-    raw = dict(RUN_SETTINGS["tiny" if mode == "tiny" else "full"])
+    settings = "tiny" if mode == "tiny" else args.settings
+    raw = dict(RUN_SETTINGS[settings])
     for name in ("rounds", "push_epochs", "finetune_epochs", "base_epochs"):
         if getattr(args, name) is not None:
             raw[name] = getattr(args, name)
     run = resolved_settings(raw)
     gen_recipe = GENERALIST_RECIPES[run["generalist"]]
     run["generalist_key"] = _key(gen_recipe)
-    cache = args.cache or REPO / "benchmarks" / "cache" / f"specialize_{'tiny' if mode == 'tiny' else 'full'}"
+    cache = args.cache or REPO / "benchmarks" / "cache" / f"specialize_{settings}"
     out = args.out or REPO / "benchmarks" / "results"
     stem = args.stem or ("specialize" if (mode == "full" or args.out) else f"specialize_{mode}")
     cache.mkdir(parents=True, exist_ok=True)

@@ -81,8 +81,9 @@ QUICKSTART = [
     ("code", "for group in tf_gpp.channel_groups(model):\n    print(group)"),
     ("md", "## 3. Prune + fine-tune to 30% of the MACs\n"
            "`compress` runs rounds of scoring, rebuilding and fine-tuning (its default recipe, the best "
-           "measured: Taylor importance, fine-tuning distilled from the base), and keeps the "
-           "smallest model within 2 accuracy points of the base."),
+           "measured: Taylor importance, fine-tuning distilled from the base) until the target is reached; "
+           "`result.most_accurate` is the most accurate round, and `max_accuracy_drop=0.02` would stop "
+           "at the first round more than 2 points below the base instead."),
     ("code", "result = tf_gpp.compress(model, ds.train, ds.val, target_macs=0.3, rounds=ROUNDS,\n"
              "                         finetune_epochs=FINETUNE)\n"
              "print(result.summary())\nslim = result.model"),

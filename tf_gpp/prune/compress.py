@@ -7,7 +7,8 @@ the paper's :class:`~tf_gpp.prune.schedules.Threshold` ``eta * std`` otherwise);
 optionally, push training (:class:`~tf_gpp.PushModel`); after it fine-tuning (optionally
 distilling from the unpruned model) and BatchNorm re-estimation
 (:func:`~tf_gpp.recalibrate_batchnorm`), then evaluation. It stops when the target is met or
-accuracy falls more than the tolerance. Options live in one validated
+accuracy falls more than ``max_accuracy_drop`` (only when it is set: by default every round runs
+and the target is reached, as tfmot's and Torch-Pruning's targets are). Options live in one validated
 :class:`~tf_gpp.prune.config.CompressConfig`. Rounds are checkpointed
 (:class:`tf_gpp.io.RoundCheckpoint`); a run given the same ``checkpoint_dir`` resumes after
 the last finished round.
@@ -40,7 +41,7 @@ from tf_gpp.prune.distill import Distiller
 from tf_gpp.prune.planner import validate_ignored_layers
 from tf_gpp.prune.pruner import Pruner
 from tf_gpp.prune.schedules import Cost, resolve_target
-from tf_gpp.recalibrate import recalibrate_batchnorm
+from tf_gpp.recalibrate import batchnorm_layers, recalibrate_batchnorm
 from tf_gpp.surgery import frozen_pruned_layers, frozen_pruned_message, rebuild, unfreeze_layers
 
 __all__ = ["CompressConfig", "CompressResult", "RoundRecord", "compress"]
@@ -58,14 +59,23 @@ class RoundRecord:
     params_ratio: float
     removed_units: int
     seconds: float
-    within_tolerance: bool
+    within_tolerance: bool | None  # None: no max_accuracy_drop was set
     checkpoint: str | None = None
+
+
+#: a returned model this far below the base accuracy is reported (summary and a warning)
+REPORTED_GAP = 0.02
 
 
 @dataclass
 class CompressResult:
-    """The outcome: ``model`` (smallest within tolerance, else most accurate), both
-    models the paper reports, the base figures and the per-round ``history``."""
+    """The outcome, the base figures and the per-round ``history``.
+
+    ``model`` is the last round's (the one at the target) by default; with ``max_accuracy_drop``
+    set, it is the smallest model within tolerance, else the most accurate one. Both models the
+    CVIU paper reports are kept: ``most_accurate`` and ``smallest_within_tolerance`` (``None``
+    when no tolerance was set or no round stayed within it).
+    """
 
     model: keras.Model
     most_accurate: keras.Model
@@ -75,19 +85,48 @@ class CompressResult:
     base_params: int
     history: list[RoundRecord] = field(default_factory=list)
     pushed_model: keras.Model | None = None  # after the first push training, before pruning
+    chosen_round: int | None = None  # the round whose model is ``model``
+    target_met: bool | None = None  # None: no MACs/params target (strategy="threshold")
+
+    @property
+    def chosen(self) -> RoundRecord | None:
+        """The record of the returned ``model``."""
+        return next((r for r in self.history if r.round == self.chosen_round), None)
+
+    def gap_note(self) -> str | None:
+        """A sentence when the returned model is more than 2 points below the base (else None),
+        naming the options that trade size or time for accuracy."""
+        c = self.chosen
+        if c is None or self.base_accuracy - c.accuracy <= REPORTED_GAP:
+            return None
+        return (f"the returned model (round {c.round}, {100 * c.macs_ratio:.1f}% MACs) is "
+                f"{100 * (self.base_accuracy - c.accuracy):.1f} points below the base accuracy "
+                f"({c.accuracy:.4f} vs {self.base_accuracy:.4f}). To trade for accuracy: more fine-tuning "
+                "(finetune_epochs, final_finetune_epochs, min_finetune_steps), more rounds, a milder "
+                "target_macs/target_params, or max_accuracy_drop=0.02 to return the smallest round within "
+                "2 points (result.most_accurate is the most accurate round).")
 
     def summary(self) -> str:
         lines = [f"{'round':>5} {'params':>10} {'MACs':>13} {'MACs %':>7} {'accuracy':>9}  ok",
                  f"{'base':>5} {self.base_params:>10,} {self.base_macs:>13,} {100.0:>6.1f}% {self.base_accuracy:>9.4f}"]
         for r in self.history:
+            ok = "-" if r.within_tolerance is None else "yes" if r.within_tolerance else "no"
+            mark = "  <- model" if r.round == self.chosen_round else ""
             lines.append(f"{r.round:>5} {r.params:>10,} {r.macs:>13,} {100 * r.macs_ratio:>6.1f}% "
-                         f"{r.accuracy:>9.4f}  {'yes' if r.within_tolerance else 'no'}")
+                         f"{r.accuracy:>9.4f}  {ok}{mark}")
+        if self.target_met is False:
+            lines.append("target not reached: the constraints left nothing more to remove")
+        note = self.gap_note()
+        if note:
+            lines.append("note: " + note)
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         return {
             "base": {"accuracy": self.base_accuracy, "macs": self.base_macs, "params": self.base_params},
             "history": [asdict(r) for r in self.history],
+            "chosen_round": self.chosen_round,
+            "target_met": self.target_met,
         }
 
 
@@ -114,7 +153,10 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             other outputs train with the model's own compiled losses (compile it first).
         target_macs, target_params: fraction of the base model (<= 1) or absolute
             count; with ``strategy="global"`` at least one is required.
-        max_accuracy_drop: tolerated validation accuracy loss (0.02 = 2 points).
+        max_accuracy_drop: ``None`` (default): every round runs and the target is reached; the
+            returned model is the last round's. A fraction (0.02 = 2 points): the run stops after
+            the first round that falls more than that below the base validation accuracy, and
+            returns the smallest round within it (else the most accurate one).
         importance: a name of :func:`tf_gpp.importance.get` (``"taylor"``, the default, measured
             best in docs/method.md §9; ``"gpp_lda"``, the paper's LDA
             utility; ``"gpp"``, ``"gpp_linear"``, ``"l1"``, ``"bn_scale"``, ``"random"``, or one
@@ -134,6 +176,9 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             (push terms are logged by a ``keras.callbacks.TensorBoard`` in ``callbacks``).
         final_finetune_epochs: fine-tuning epochs of the last round (``rounds``), whose model is
             the smallest one; ``None``: ``finetune_epochs``.
+        min_finetune_steps: a floor in optimizer steps for every fine-tuning fit: its epochs are
+            raised to reach it, so a small dataset (a few batches per epoch) is not under-trained
+            (0: off).
         lr_schedule: ``"cosine"`` (Adam's rate decays from ``learning_rate`` to 0 within
             every push-training and fine-tuning fit) or ``"constant"``.
         callbacks: extra Keras callbacks for every push-training and fine-tuning fit.
@@ -142,7 +187,9 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             training and after every rebuild + fine-tune, before the model is scored,
             evaluated or checkpointed; ``None`` uses all of ``train_data``, ``0`` turns it off
             (a momentum-0.99 BN barely follows a short fine-tune: without it pruned models
-            can be judged, and returned, at chance level).
+            can be judged, and returned, at chance level). Before round 1 the copy of the
+            user's model is re-estimated too, and kept so only if its validation accuracy is
+            not lower (round 1 then scores, and distils from, the better-calibrated model).
         unfreeze_pruned: layers with ``trainable=False`` (a frozen backbone) that a round
             prunes are made trainable for fine-tuning, BatchNormalization excepted (it stays
             frozen, in inference mode: the Keras transfer-learning recipe); a warning names
@@ -181,6 +228,15 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
     start = cfg.rounds + 1 if done else (history[-1].round + 1 if history else 1)
     if base_acc is None:
         base_acc = train_kw.accuracy(pruner.model, val)
+        if cfg.recalibrate_steps != 0 and batchnorm_layers(pruner.model):
+            fresh = train_kw.recalibrated(_copy(pruner.model))
+            fresh_acc = train_kw.accuracy(fresh, val)
+            if cfg.verbose:
+                print(f"[tf_gpp] BatchNorm statistics re-estimated on the training data: validation accuracy "
+                      f"{base_acc:.4f} -> {fresh_acc:.4f} ({'kept' if fresh_acc >= base_acc else 'not kept'})")
+            if fresh_acc >= base_acc:
+                pruner.model, base_acc = fresh, fresh_acc
+                teacher = _copy(fresh) if teacher is not None else None
     if cfg.verbose:
         print(f"[tf_gpp] base: {base.params:,} params, {base.macs:,} MACs, accuracy {base_acc:.4f}")
 
@@ -216,11 +272,11 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             round=r, params=p.params, macs=p.macs, accuracy=acc,
             macs_ratio=p.macs / base.macs, params_ratio=p.params / base.params,
             removed_units=step.removed_units, seconds=round(time.perf_counter() - t0, 1),
-            within_tolerance=acc >= base_acc - cfg.max_accuracy_drop,
+            within_tolerance=None if cfg.max_accuracy_drop is None else acc >= base_acc - cfg.max_accuracy_drop,
         )
         models[r] = slim
         met = (target.macs is None or p.macs <= target.macs) and (target.params is None or p.params <= target.params)
-        done = (global_ and met) or not rec.within_tolerance
+        done = (global_ and met) or rec.within_tolerance is False
         history.append(rec)
         if ckpt is not None:
             name = f"round_{r}.keras"
@@ -234,8 +290,9 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             writer.flush()
         if cfg.verbose:
             print(f"[tf_gpp] round {r}/{cfg.rounds}: {p.params:,} params, {p.macs:,} MACs "
-                  f"({100 * rec.macs_ratio:.1f}% of base), accuracy {acc:.4f} "
-                  f"({'within' if rec.within_tolerance else 'beyond'} tolerance), {rec.seconds:.0f}s")
+                  f"({100 * rec.macs_ratio:.1f}% of base), accuracy {acc:.4f}"
+                  + ("" if rec.within_tolerance is None else
+                     f" ({'within' if rec.within_tolerance else 'beyond'} tolerance)") + f", {rec.seconds:.0f}s")
         if done:
             break
 
@@ -244,14 +301,25 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
     best = max(history, key=lambda h: h.accuracy)
     within = [h for h in history if h.within_tolerance]
     smallest = min(within, key=lambda h: h.macs) if within else None
-    chosen = smallest or best
-    if smallest is None:
+    last = history[-1]
+    met = (target.macs is None or last.macs <= target.macs) and (target.params is None or last.params <= target.params)
+    if cfg.max_accuracy_drop is None:
+        chosen = last
+    else:
+        chosen = smallest or best
+        if smallest is None:
+            warnings.warn(
+                f"no round stayed within max_accuracy_drop={cfg.max_accuracy_drop} of the base accuracy "
+                f"{base_acc:.4f}; returning the most accurate round ({best.round}: {best.accuracy:.4f} at "
+                f"{100 * best.macs_ratio:.1f}% MACs). Give more fine-tuning (finetune_epochs, "
+                "final_finetune_epochs), a milder target, or more rounds.", UserWarning, stacklevel=2)
+    if global_ and not met:
         warnings.warn(
-            f"no round stayed within max_accuracy_drop={cfg.max_accuracy_drop} of the base accuracy "
-            f"{base_acc:.4f}; returning the most accurate round ({best.round}: {best.accuracy:.4f} at "
-            f"{100 * best.macs_ratio:.1f}% MACs). Give more fine-tuning (finetune_epochs, "
-            "final_finetune_epochs), a milder target, or more rounds.", UserWarning, stacklevel=2)
-    return CompressResult(
+            f"target not reached: the last round has {last.macs:,} MACs / {last.params:,} params "
+            f"(target_macs={cfg.target_macs}, target_params={cfg.target_params}); the constraints "
+            "(min_channels, round_to, ignored_layers, channels that reach an output) left nothing more to "
+            "remove. Relax them to go further.", UserWarning, stacklevel=2)
+    result = CompressResult(
         model=models[chosen.round],
         most_accurate=models[best.round],
         smallest_within_tolerance=models[smallest.round] if smallest else None,
@@ -260,7 +328,13 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
         base_params=base.params,
         history=history,
         pushed_model=pushed_model,
+        chosen_round=chosen.round,
+        target_met=met if global_ else None,
     )
+    note = result.gap_note()
+    if note:
+        warnings.warn(note[0].upper() + note[1:], UserWarning, stacklevel=2)
+    return result
 
 
 # The signature shows every option with its default (tools record them from it).
@@ -423,8 +497,23 @@ class _Training:
                callbacks=[PushSchedule(warmup_epochs=min(1, epochs - 1)), *self.callbacks])
         return pm.strip()
 
+    @functools.cached_property
+    def steps_per_epoch(self) -> int:
+        """Batches in one pass of the training data (counted once if the pipeline does not say)."""
+        n = int(self.train.cardinality())
+        if n < 0:
+            n = int(self.train.reduce(np.int64(0), lambda count, _: count + 1))
+        return max(1, n)
+
+    def finetune_epochs(self, epochs: int) -> int:
+        """``epochs`` raised to reach ``min_finetune_steps`` optimizer steps (0 stays 0)."""
+        if epochs <= 0 or self.cfg.min_finetune_steps <= 0:
+            return max(epochs, 0)
+        return max(epochs, -(-self.cfg.min_finetune_steps // self.steps_per_epoch))
+
     @_label_errors
     def finetune(self, slim: keras.Model, teacher: keras.Model | None, epochs: int) -> keras.Model:
+        epochs = self.finetune_epochs(epochs)
         if epochs <= 0:
             return slim
         trainer = slim

@@ -44,7 +44,7 @@ class CompressConfig:
     output: str | None = None
     target_macs: float | None = None
     target_params: float | None = None
-    max_accuracy_drop: float = 0.02
+    max_accuracy_drop: float | None = None
     # the measured best recipe (docs/method.md §9): Taylor
     # importance, no push, distillation, the whole per-round budget spent fine-tuning
     importance: str | Importance = DEFAULT_IMPORTANCE
@@ -57,6 +57,7 @@ class CompressConfig:
     push_epochs: int = 2
     finetune_epochs: int = 4
     final_finetune_epochs: int | None = None
+    min_finetune_steps: int = 0
     distill: bool = True
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"
@@ -110,12 +111,17 @@ class CompressConfig:
             value = getattr(self, name)
             if value is not None and not _whole(value, 0):
                 raise PruningRequestError(f"{name}={value!r}: a whole number of epochs >= 0")
+        if not _whole(self.min_finetune_steps, 0):
+            raise PruningRequestError(
+                f"min_finetune_steps={self.min_finetune_steps!r}: a whole number of optimizer steps >= 0 (0: off)")
         if self.recalibrate_steps is not None and not _whole(self.recalibrate_steps, 0):
             raise PruningRequestError(
                 f"recalibrate_steps={self.recalibrate_steps!r}: a whole number >= 0 (0: off) or None (all)")
         drop = self.max_accuracy_drop
-        if isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop <= 1:
-            raise PruningRequestError(f"max_accuracy_drop={drop}: a fraction of accuracy in [0, 1]")
+        if drop is not None and (isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop <= 1):
+            raise PruningRequestError(
+                f"max_accuracy_drop={drop}: a fraction of accuracy in [0, 1] (0.02 = 2 points), or None "
+                "(the default: every round runs and the target is reached)")
         get_importance(self.importance)  # unknown names: PruningRequestError listing the known ones
         self.constraints()
         for name in ("target_macs", "target_params"):
