@@ -7,7 +7,7 @@ from tf_gpp.graph import DependencyGraph
 from tf_gpp.importance import GPPUtility, get_importance
 from tf_gpp.importance.gates import gated_model
 
-NAMES = ["gpp", "gpp_lda", "gpp_linear", "l1", "bn_scale", "taylor", "random"]
+NAMES = ["gpp", "gpp_grad", "gpp_lda", "gpp_linear", "l1", "bn_scale", "taylor", "random"]
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,12 @@ def test_get_by_name_dict_and_instance():
     assert isinstance(importance.get("l1"), importance.L1Norm)
     lda = importance.get("gpp_lda")
     assert isinstance(lda, importance.GPPUtility) and lda.get_config()["utility"] == "lda"
-    custom = importance.get({"class_name": "gpp", "config": {"utility": "lda", "trace": "linear"}})
+    custom = importance.get({"class_name": "gpp_grad", "config": {"utility": "lda", "trace": "linear"}})
     assert custom.get_config()["trace"] == "linear"
     inst = importance.L1Norm()
     assert importance.get(inst) is inst
-    assert {"gpp", "gpp_lda", "gpp_linear", "l1", "bn_scale", "taylor", "random"} <= set(importance.names())
+    assert isinstance(importance.get("gpp"), importance.CVIUUtility)
+    assert {"gpp", "gpp_grad", "gpp_lda", "gpp_linear", "l1", "bn_scale", "taylor", "random"} <= set(importance.names())
     with pytest.raises(tf_gpp.PruningRequestError, match="unknown importance 'magic'.*register_importance"):
         importance.get("magic")
 

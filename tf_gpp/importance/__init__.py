@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from tf_gpp.errors import ArgumentError, PruningRequestError
 from tf_gpp.importance.base import Importance
+from tf_gpp.importance.cviu import CVIUUtility
 from tf_gpp.importance.gpp import GPPUtility
 from tf_gpp.importance.magnitude import BNScale, L1Norm, RandomImportance
 from tf_gpp.importance.taylor import Taylor
@@ -75,7 +76,8 @@ def get_importance(spec: str | dict | Importance) -> Importance:
 
 
 for _name, _factory in {
-    "gpp": GPPUtility,
+    "gpp": CVIUUtility,
+    "gpp_grad": GPPUtility,
     "gpp_lda": lambda **kw: GPPUtility(**{"utility": "lda", **kw}),
     "gpp_linear": lambda **kw: GPPUtility(**{"trace": "linear", **kw}),
     "l1": L1Norm,
@@ -87,6 +89,7 @@ for _name, _factory in {
 
 __all__ = [
     "BNScale",
+    "CVIUUtility",
     "GPPUtility",
     "Importance",
     "L1Norm",

@@ -1,4 +1,6 @@
-"""The GPP utility: discriminant utility of the feature layer, traced back to every group.
+"""``importance="gpp_grad"`` (and ``"gpp_lda"``, ``"gpp_linear"``): discriminant utility of the
+feature layer, traced back to every group by first-order contributions (ours). The CVIU paper's
+pipeline, ``importance="gpp"``, is :mod:`.cviu`.
 
 1. Statistics of the feature layer (last hidden layer) over the data give a
    per-neuron utility ``u`` (``fisher``: diagonal Fisher ratio, the CVIU paper;
@@ -68,7 +70,7 @@ def _constant_probe(model: keras.Model) -> Any:
 class GPPUtility(GatedImportance):
     """Discriminant utility of the last hidden layer, traced back through the network."""
 
-    name = "gpp"
+    name = "gpp_grad"
     requires_data = True
 
     def __init__(

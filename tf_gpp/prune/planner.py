@@ -129,11 +129,13 @@ def _lowest(scores: np.ndarray, n: int) -> list[int]:
 def plan_threshold(
     dep: DependencyGraph, scores: dict[int, np.ndarray], eta: float, constraints: Constraints
 ) -> dict[int, list[int]]:
-    """The paper's rule: in each group remove units with score < eta * std(scores)."""
+    """The CVIU rule (Eq. 13): in each group remove units with score ``< eta * std``, the
+    standard deviation taken over the group's non-zero scores (0 if there are none)."""
     plan = {}
     for gi in prunable_groups(dep, constraints):
-        s = scores[gi]
-        n = int(np.sum(s < eta * np.std(s)))
+        s = np.asarray(scores[gi], dtype=np.float64)
+        nonzero = s[s != 0]
+        n = int(np.sum(s < eta * (np.std(nonzero) if nonzero.size else 0.0)))
         n = constraints.allowed(len(s), n)
         if n:
             plan[gi] = _lowest(s, n)

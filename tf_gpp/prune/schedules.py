@@ -6,9 +6,10 @@ indices}``) for the model of that round. Two are built in:
 * :class:`Geometric` — a cost target per round that shrinks geometrically from
   the base model to the final target: ``base * (target / base) ** (r / rounds)``
   (global ranking, :func:`~tf_gpp.prune.planner.plan_global`);
-* :class:`Threshold` — the paper's per-group rule: remove units scoring below
-  ``eta * std`` of their group, ``eta`` raised by ``eta_step`` every round
-  (:func:`~tf_gpp.prune.planner.plan_threshold`).
+* :class:`Threshold` — the CVIU paper's per-group rule (Eq. 13): remove units scoring below
+  ``eta * std`` of their group's non-zero scores, ``eta`` raised by ``eta_step`` every round
+  (:func:`~tf_gpp.prune.planner.plan_threshold`); the paper's sequence 0.1, 0.2, ... is
+  ``Threshold(eta=0.1, eta_step=0.1)``.
 
 Schedules are small serialisable objects (``get_config``/``from_config``);
 :func:`get` builds one from a name, a config dict or an instance.
@@ -134,9 +135,10 @@ class Geometric(PruningSchedule):
 
 
 class Threshold(PruningSchedule):
-    """The paper's rule: per group, remove units scoring below ``eta * std(scores)``,
-    with ``eta = eta + (r - 1) * eta_step`` in round ``r``. A cost target, when
-    given, stops pruning once the model meets it."""
+    """The CVIU rule (Eq. 13): per group, remove units scoring below ``eta * std`` of the group's
+    non-zero scores, with ``eta + (r - 1) * eta_step`` in round ``r`` (the paper raises eta
+    0.1, 0.2, ...: ``Threshold(0.1, 0.1)``; the defaults here, 0.5 and 0.25, are ours). A cost
+    target, when given, stops pruning once the model meets it."""
 
     name = "threshold"
 
