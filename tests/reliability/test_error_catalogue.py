@@ -367,6 +367,7 @@ def test_T4_target_the_base_model_already_meets(target):
         ({"importance": "magic"}, "unknown importance 'magic'"),
         ({"strategy": "magic"}, "strategy='magic'"),
         ({"lr_schedule": "step"}, "lr_schedule='step'"),
+        ({"min_finetune_steps": -1}, "min_finetune_steps=-1"),
     ],
 )
 def test_T5_out_of_range_compress_arguments(kwargs, match):
@@ -374,6 +375,18 @@ def test_T5_out_of_range_compress_arguments(kwargs, match):
     args = {**QUICK, "target_macs": 0.5, **kwargs}
     with pytest.raises(tf_gpp.PruningRequestError, match=match):
         tf_gpp.compress(_mlp(), (x, y), (x, y), **args)
+
+
+def test_T9_a_returned_model_far_below_the_base_is_reported():
+    x, y = _xy()
+    model = _mlp()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=30, verbose=0)
+    with pytest.warns(UserWarning, match=r"points below the base accuracy.*max_accuracy_drop=0.02"):
+        res = tf_gpp.compress(model, (x, y), (x, y), target_macs=0.3, rounds=1, finetune_epochs=0,
+                              importance="random", verbose=0)
+    assert res.history[-1].macs_ratio <= 0.3  # the target is reached, and the gap is said
+    assert "points below the base accuracy" in res.summary()
 
 
 @pytest.mark.parametrize("split", [-0.1, 1.0, 1.5])
