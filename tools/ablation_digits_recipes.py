@@ -46,7 +46,13 @@ RECIPES: dict[str, dict[str, Any]] = {
     "gradual": {"rounds": 8, "finetune_epochs": 2},
     "small_lr": {"lr_schedule": "constant", "learning_rate": 1e-4},
     "no_distill": {"distill": False},
+    "distill_t1": {"distill_temperature": 1.0},
+    "distill_a09": {"distill_alpha": 0.9},
+    "distill_a02": {"distill_alpha": 0.2},
     "min_width": {"min_channels": 8},
+    "nodistill_floor400": {"distill": False, "min_finetune_steps": 400},
+    "nodistill_final_long": {"distill": False, "final_finetune_epochs": 16},
+    "final_long_floor200": {"final_finetune_epochs": 16, "min_finetune_steps": 200},
 }
 
 
@@ -76,23 +82,43 @@ def base_model(train: tuple[np.ndarray, np.ndarray], seed: int) -> Any:
     return model
 
 
-def run(recipes: list[str], seeds: int, log: Any) -> list[dict]:
+def run(recipes: list[str], seeds: int, cache: Path, log: Any) -> list[dict]:
+    """Every (recipe, seed) run, from ``cache`` (a JSONL keyed by the recipe's options and
+    compress's defaults) or computed and appended to it."""
+    import inspect
+
     import keras
 
     import tf_gpp
 
+    defaults = {k: str(p.default) for k, p in inspect.signature(tf_gpp.compress).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if cache.exists():
+        for line in cache.read_text().splitlines():
+            rec = json.loads(line)
+            done[rec["key"]] = rec
     out = []
     for seed in range(seeds):
         train, val = data(seed)
-        base = base_model(train, seed)
+        base = None
         for name in recipes:
+            key = json.dumps({"seed": seed, "options": RECIPES[name], "defaults": defaults}, sort_keys=True)
+            if key in done:
+                out.append({**done[key], "recipe": name})
+                continue
+            base = base or base_model(train, seed)
             t0 = time.time()
             res = tf_gpp.compress(base, train, val, target_macs=TARGET, seed=seed, verbose=0, **RECIPES[name])
             last = res.history[-1]
             rec = {"recipe": name, "seed": seed, "base_accuracy": res.base_accuracy, "accuracy": last.accuracy,
                    "drop": res.base_accuracy - last.accuracy, "macs_ratio": last.macs_ratio,
-                   "most_accurate": max(h.accuracy for h in res.history), "seconds": round(time.time() - t0, 1)}
+                   "most_accurate": max(h.accuracy for h in res.history), "seconds": round(time.time() - t0, 1),
+                   "key": key}
             out.append(rec)
+            with open(cache, "a") as f:
+                f.write(json.dumps(rec) + "\n")
             log(f"s{seed} {name}: {100 * rec['accuracy']:.2f}% (base {100 * rec['base_accuracy']:.2f}%), "
                 f"{100 * rec['macs_ratio']:.1f}% MACs, {rec['seconds']:.0f}s")
             keras.backend.clear_session()
@@ -160,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--stem", default="recipes_digits")
+    parser.add_argument("--cache", type=Path, default=REPO / "benchmarks" / "cache" / "recipes_digits.jsonl")
     args = parser.parse_args(argv)
     recipes = args.recipes.split(",")
     unknown = set(recipes) - set(RECIPES)
@@ -172,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')} {time.time() - started:6.0f}s] {msg}", flush=True)
 
-    runs = run(recipes, args.seeds, log)
+    runs = run(recipes, args.seeds, args.cache, log)
     payload = {"command": "python tools/ablation_digits_recipes.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "machine": machine_info(), "target_macs": TARGET, "seeds": args.seeds, "runs": runs,
                "elapsed_s": round(time.time() - started, 1)}

@@ -108,6 +108,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     "gradual": {"rounds": 8, "finetune_epochs": 2},  # 8 smaller steps, equal epochs
     "small_lr": {"lr_schedule": "constant", "learning_rate": 1e-4},  # fine-tuning at a small rate, no rewind
     "min_width": {"min_channels": 8},                # a per-layer minimum width
+    "no_distill": {"distill": False},                # plain fine-tuning on the labels
+    "final_floor": {"final_finetune_epochs": 16, "min_finetune_steps": 120},
+    "final_no_distill": {"final_finetune_epochs": 16, "distill": False},
 }
 CRITERIA.update({name: {"importance": "taylor", "push": False, "label": f"default + {recipe}", "recipe": recipe}
                  for name, recipe in RECIPES.items()})

@@ -168,6 +168,8 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             fine-tuning, per round.
         distill: fine-tune against the unpruned model's logits as well as the labels (on by
             default: it measured better for every criterion; logits classifiers only).
+        distill_alpha, distill_temperature: the distillation's share of the loss and its
+            softmax temperature (``(1-alpha) * task + alpha * T^2 * KL``).
         strategy: ``"global"`` (ranking to the target) or ``"threshold"`` (per-group
             ``eta * std``, eta raised by ``eta_step`` each round).
         round_to, min_channels, ignored_layers: structural constraints.
@@ -519,7 +521,8 @@ class _Training:
         trainer = slim
         if teacher is not None and not self.task.probabilities and self.task.kind != "binary":
             index = self.task.output_index if self.task.num_outputs > 1 else None
-            trainer = Distiller(slim, teacher, output=index)
+            trainer = Distiller(slim, teacher, alpha=self.cfg.distill_alpha,
+                                temperature=self.cfg.distill_temperature, output=index)
         self.compile(trainer, losses_of=slim)
         trainer.fit(self.train, epochs=epochs, verbose=self.fit_verbose, shuffle=False, callbacks=self.callbacks)
         return slim

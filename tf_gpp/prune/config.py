@@ -59,6 +59,8 @@ class CompressConfig:
     final_finetune_epochs: int | None = None
     min_finetune_steps: int = 0
     distill: bool = True
+    distill_alpha: float = 0.5
+    distill_temperature: float = 4.0
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"
     batch_size: int = 64
@@ -133,6 +135,12 @@ class CompressConfig:
                 "the whole model, the base model already meets it, nothing to prune; give a fraction below 1 "
                 "(e.g. 0.3)"
             )
+        alpha = self.distill_alpha
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
+            raise PruningRequestError(f"distill_alpha={alpha!r}: the distillation share of the loss, in [0, 1]")
+        temp = self.distill_temperature
+        if isinstance(temp, bool) or not isinstance(temp, int | float) or not math.isfinite(temp) or temp <= 0:
+            raise PruningRequestError(f"distill_temperature={temp!r}: a finite number > 0")
         for name in ("learning_rate", "eta", "eta_step"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
