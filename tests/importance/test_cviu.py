@@ -306,3 +306,37 @@ def test_compress_with_gpp_and_the_threshold_strategy(digits):
     assert len(res.history) >= 1
     assert res.history[-1].macs_ratio < 1.0
     assert all(np.isfinite(r.accuracy) for r in res.history)
+
+
+def test_residual_concat_and_frozen_models_are_traced():
+    """Coupled channels (Add, Concatenate) get finite non-negative utilities, and a frozen model
+    (trainable=False, the transfer-learning case) is traced like a trainable one."""
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((6, 6, 2))
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="a")(inp)
+    b = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="b")(a)
+    h = keras.layers.Add(name="add")([a, b])
+    c = keras.layers.Conv2D(3, 1, activation="relu", name="c")(h)
+    h = keras.layers.Concatenate(name="cat")([h, c])
+    h = keras.layers.MaxPooling2D(name="pool")(h)
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    m = keras.Model(inp, keras.layers.Dense(3, name="out")(h))
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    x = (rng.normal(size=(60, 6, 6, 2)) + y[:, None, None, None]).astype("float32")
+    scores = []
+    for trainable in (True, False):
+        m.trainable = trainable
+        dep = DependencyGraph(m)
+        imp = CVIUUtility(tolerance=None)
+        imp.prepare(m, dep, (x, y))
+        s = {tuple(g.producers): imp(dep, g) for g in dep.groups}
+        assert all(np.all(np.isfinite(v)) and np.all(v >= 0) for v in s.values())
+        assert any(v.sum() > 0 for v in s.values())
+        scores.append(s)
+    for k in scores[0]:
+        np.testing.assert_allclose(scores[0][k], scores[1][k], rtol=1e-6)
+    # the Add group sums its two producers' maps
+    (add_group,) = [g for g in dep.groups if set(g.producers) == {"a", "b"}]
+    expect = channel_utility(imp.maps["a"]) + channel_utility(imp.maps["b"])
+    np.testing.assert_allclose(imp(dep, add_group), expect, rtol=1e-6)
