@@ -548,6 +548,8 @@ class Runner:
         }
         if self.keep_tflite(seed):
             rec["tflite"] = str(tf_gpp.convert.to_tflite(result.model, self.models / f"{jid}.tflite"))
+            result.model.save(self.models / f"{jid}.keras")  # for the per-layer width comparison
+            rec["keras"] = str(self.models / f"{jid}.keras")
         shutil.rmtree(ckpt, ignore_errors=True)
         return rec
 
@@ -605,6 +607,8 @@ class Runner:
                "pretrain_seconds": info["train_seconds"], "pretrain_test_accuracy_10class": info["test_accuracy"]}
         if self.keep_tflite(seed):
             rec["tflite"] = str(tf_gpp.convert.to_tflite(model, self.models / f"{jid}.tflite"))
+            model.save(self.models / f"{jid}.keras")
+            rec["keras"] = str(self.models / f"{jid}.keras")
         return rec
 
     def tfmot_run(self, task: str, seed: int, budget: float, jid: str) -> dict:
@@ -897,6 +901,12 @@ def conclusions(rows: list[dict], sel: dict, run: dict) -> list[str]:
                 if m in at:
                     parts.append(f"{100 * (g['accuracy_mean'] - at[m]['accuracy_mean']):+.2f} pts vs {m}")
             out.append(f"- **{task}, {int(round(100 * b))}% MACs**: " + "; ".join(parts) + ".")
+            if "compact" in at:  # every criterion against the compact net a user would pick instead
+                c = at["compact"]
+                gaps = ", ".join(f"`{m}` {100 * (crit[m]['accuracy_mean'] - c['accuracy_mean']):+.2f} (n={crit[m]['n']})"
+                                 for m in order)
+                out.append(f"  - vs the compact pretrained net ({100 * c['accuracy_mean']:.2f}%, n={c['n']}): {gaps} "
+                           "pts.")
     return out
 
 
@@ -940,6 +950,11 @@ def write_markdown(payload: dict, path: Path) -> None:
         f"importance={run['default_importance']!r}, push={run['default_push']}: the "
         f"`{default_criterion(run)}` row. `result.model` (the last round, at the budget) is "
         "scored; the most accurate round is in the JSON (`most_accurate_mean`).",
+        f"- **compact**: the generalist's architecture narrowed by the scratch baseline's width multiplier m, "
+        "pretrained on the 60k source images with the generalist's recipe (cached per m), then given a new "
+        f"Dense(k) head and fine-tuned on the task like the task base for {run['base_epochs']} + "
+        f"{run['compress_epochs']} epochs (the task base's epochs + compress's), BN re-estimated: the compact "
+        "net a user would pick instead of pruning.",
         f"- **scratch / scratch_4x**: MobileNetV2(alpha={ALPHA}) config with every Conv2D's filters x m (the last "
         f"1x1 conv too), m chosen so MACs are closest to the budget; trained from scratch on the task data for "
         f"{run['scratch_epochs']} epochs (= {run['base_epochs']} base fine-tune + {run['compress_epochs']} compress) "
@@ -951,7 +966,10 @@ def write_markdown(payload: dict, path: Path) -> None:
         "density-weighted MACs; it executes the base's dense MACs.",
         f"- Accuracy cells: mean ± std over seeds (n) of test accuracy in %. Latency: LiteRT float32, batch 1, "
         f"1 thread, seed-0 models of a task and its task base round-robin in one loop ({run['latency_rounds']} "
-        "rounds); *CPU ms* is the thread's CPU time (robust to other processes on this shared machine).",
+        "rounds); *CPU ms* is the thread's CPU time (robust to other processes on this shared machine). "
+        "*s/run*: wall seconds of the method's work on the task (compress: the whole call; compact: its task "
+        "fine-tune, its pretraining on the source is shared by every task and seed and is in the JSON); "
+        "runs shared the 2 cores with other processes, so compare them as ratios within one table.",
         "",
         "## Test accuracy (%)",
         "",
@@ -969,8 +987,8 @@ def write_markdown(payload: dict, path: Path) -> None:
     lines += ["", "(`base` is the unpruned task base, repeated in every budget column.)", "",
               "## Size and latency (params/MACs: mean over seeds; latency: seed 0)", "",
               "| task | method | budget | params | MACs (M) | MACs % | median ms | CPU ms | speed-up (median) "
-              "| speed-up (CPU) | most accurate round % (its MACs %) |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| speed-up (CPU) | most accurate round % (its MACs %) | s/run |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ma = ""
         if r.get("most_accurate_mean") is not None:
@@ -982,7 +1000,7 @@ def write_markdown(payload: dict, path: Path) -> None:
         lines.append(
             f"| {r['task']} | {r['method']} | {int(round(100 * r['budget']))}% | {r['params']:,.0f} | {macs_note} | "
             f"{100 * (r['macs_ratio'] or 0):.1f} | {_f(r['latency_median_ms'])} | {_f(r['latency_cpu_ms'])} | "
-            f"{_f(r['speedup_median'], 2)} | {_f(r['speedup_cpu'], 2)} | {ma} |")
+            f"{_f(r['speedup_median'], 2)} | {_f(r['speedup_cpu'], 2)} | {ma} | {r['seconds_mean']:.0f} |")
     lines += ["", "## What this shows", ""]
     lines += conclusions(rows, sel, run)
     lines += [f"- {note}" for note in payload.get("notes", [])]
