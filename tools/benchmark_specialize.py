@@ -1012,6 +1012,68 @@ def write_markdown(payload: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def conv_widths(done: dict[str, dict], base_paths: dict[str, Path]) -> dict[str, Any]:
+    """Per task and budget: the output channels of every Conv2D of the seed-0 task base, the
+    compact net and each compressed model (by layer name), to find bottlenecks."""
+    import keras
+
+    out: dict[str, Any] = {}
+    for task, base_path in base_paths.items():
+        if not base_path.exists():
+            continue
+        base = keras.models.load_model(base_path)
+        names = [la.name for la in base.layers if isinstance(la, keras.layers.Conv2D)
+                 and not isinstance(la, keras.layers.DepthwiseConv2D)]
+        widths = {"base": {n: int(base.get_layer(n).filters) for n in names}}
+        for _, r in sorted(done.items()):
+            if r["task"] != task or r["seed"] != 0 or not r.get("keras") or not Path(r["keras"]).exists():
+                continue
+            model = keras.models.load_model(r["keras"])
+            have = {la.name: la for la in model.layers}
+            widths[f"{r['method']}@{int(round(100 * r['budget']))}"] = {
+                n: int(have[n].filters) for n in names if n in have}
+            keras.backend.clear_session()
+        out[task] = {"layers": names, "widths": widths}
+    return out
+
+
+def write_widths(widths: dict[str, Any], md: Path, png: Path) -> None:
+    """The width comparison as a markdown section appended to ``md`` and a PNG."""
+    if not widths:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = ["", "## Widths left by pruning vs the compact net (seed 0, Conv2D output channels)", ""]
+    fig, axes = plt.subplots(len(widths), 1, figsize=(12, 3.6 * len(widths)), squeeze=False)
+    for ax, (task, w) in zip(axes[:, 0], widths.items(), strict=True):
+        cols = [c for c in w["widths"] if c != "base"]
+        lines += [f"### {task}", "", "| layer | base | " + " | ".join(cols) + " |",
+                  "|---|---:|" + "---:|" * len(cols)]
+        for n in w["layers"]:
+            lines.append(f"| {n} | {w['widths']['base'][n]} | "
+                         + " | ".join(str(w["widths"][c].get(n, "")) for c in cols) + " |")
+        lines.append("")
+        x = np.arange(len(w["layers"]))
+        for c in cols:
+            frac = [w["widths"][c].get(n, np.nan) / w["widths"]["base"][n] for n in w["layers"]]
+            ax.plot(x, frac, marker="o", ms=3, lw=1.2, ls="--" if c.startswith("compact") else "-", label=c)
+        ax.set_xticks(x, [n.replace("block_", "b").replace("_project", "_prj").replace("_expand", "_exp")
+                          for n in w["layers"]], rotation=90, fontsize=6)
+        ax.set_ylabel("width / base width")
+        ax.set_yscale("log")
+        ax.set_title(f"{task}: Conv2D widths kept (seed 0)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    with open(md, "a") as f:
+        f.write("\n".join(lines + [f"![widths]({png.name})", ""]))
+
+
 def write_plot(payload: dict, path: Path) -> None:
     import matplotlib
 
@@ -1092,6 +1154,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="directory holding tf_keras and tensorflow_model_optimization (pip install --target)")
     parser.add_argument("--report-only", action="store_true", help="write the outputs from the finished runs")
     parser.add_argument("--no-latency", action="store_true", help="skip the LiteRT latency loop")
+    parser.add_argument("--widths", action="store_true",
+                        help="append the per-layer widths of the seed-0 models (compressed vs compact) to the report")
     parser.add_argument("--note", action="append", default=[], help="a line added to the .md conclusions")
     parser.add_argument("--tfmot-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1164,6 +1228,9 @@ def main(argv: list[str] | None = None) -> int:
     write_atomic(out / f"{stem}.json", json.dumps(payload, indent=2, default=str))
     write_markdown(payload, out / f"{stem}.md")
     write_plot(payload, out / f"{stem}.png")
+    if args.widths:
+        write_widths(conv_widths(runner.done, {t: runner.base_path(t, 0) for t in sel["tasks"]}),
+                     out / f"{stem}.md", out / f"{stem}_widths.png")
     log(f"wrote {out / stem}.json/.md/.png ({len(payload['runs'])} runs, {len(payload['failed'])} missing)")
     return 0 if not payload["failed"] else 1
 
