@@ -88,7 +88,8 @@ def test_finetune_learning_rate_schedule(base, schedule):
     train, val = digits_split()
     rec = _RecordLR()
     tf_gpp.compress(base, train, val, target_macs=0.7, rounds=1, push=False, importance="l1",
-                    finetune_epochs=2, learning_rate=2e-3, lr_schedule=schedule, callbacks=[rec], verbose=0)
+                    finetune_epochs=2, final_finetune_epochs=2, learning_rate=2e-3, lr_schedule=schedule,
+                    callbacks=[rec], verbose=0)
     rates = np.array(rec.rates)
     assert len(rates) == 2 * int(np.ceil(len(train[1]) / 64))  # every batch of both epochs
     if schedule == "constant":

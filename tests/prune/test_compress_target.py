@@ -81,7 +81,7 @@ def test_default_keeps_the_users_model_and_meets_a_params_target(trained):
         np.testing.assert_array_equal(a, b)
 
 
-def test_min_finetune_steps_raises_the_epochs_of_a_small_dataset(trained):
+def test_min_finetune_steps_and_the_longer_final_finetune(trained):
     model, (x, y) = trained
 
     class Steps(keras.callbacks.Callback):
@@ -99,9 +99,15 @@ def test_min_finetune_steps_raises_the_epochs_of_a_small_dataset(trained):
     steps = Steps()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tf_gpp.compress(model, small, small, target_macs=0.5, rounds=2, finetune_epochs=1, min_finetune_steps=7,
-                        callbacks=[steps], verbose=0)
+        tf_gpp.compress(model, small, small, target_macs=0.5, rounds=2, finetune_epochs=1, final_finetune_epochs=1,
+                        min_finetune_steps=7, callbacks=[steps], verbose=0)
     assert steps.per_fit == [8, 8]  # 1 epoch of 2 steps raised to 4 epochs: the first whole epoch >= 7 steps
+    steps.per_fit.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tf_gpp.compress(model, small, small, target_macs=0.5, rounds=2, finetune_epochs=1, callbacks=[steps],
+                        verbose=0)
+    assert steps.per_fit == [2, 8]  # by default the last round, whose model is returned, trains 4x longer
     with pytest.raises(tf_gpp.PruningRequestError, match="min_finetune_steps"):
         tf_gpp.compress(model, small, small, target_macs=0.5, min_finetune_steps=-1, verbose=0)
 

@@ -177,7 +177,8 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
         log_dir: TensorBoard folder for per-round MACs, params and accuracy scalars
             (push terms are logged by a ``keras.callbacks.TensorBoard`` in ``callbacks``).
         final_finetune_epochs: fine-tuning epochs of the last round (``rounds``), whose model is
-            the smallest one; ``None``: ``finetune_epochs``.
+            the one returned; ``None`` (default): 4 x ``finetune_epochs`` (16), the recovery recipe
+            that measured best (docs/method.md §10).
         min_finetune_steps: a floor in optimizer steps for every fine-tuning fit: its epochs are
             raised to reach it, so a small dataset (a few batches per epoch) is not under-trained
             (0: off).
@@ -264,9 +265,7 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             warned = True
         if frozen and cfg.unfreeze_pruned:
             unfreeze_layers(step.model, frozen)
-        epochs = cfg.finetune_epochs if r < cfg.rounds or cfg.final_finetune_epochs is None \
-            else cfg.final_finetune_epochs
-        slim = train_kw.recalibrated(train_kw.finetune(step.model, teacher, epochs))
+        slim = train_kw.recalibrated(train_kw.finetune(step.model, teacher, cfg.epochs_of_round(r)))
         pruner.model = slim
         acc = train_kw.accuracy(slim, val)
         p = profile(slim, input_shape=input_shape)

@@ -30,6 +30,9 @@ STRATEGIES = ("global", "threshold")
 LR_SCHEDULES = ("cosine", "constant")
 #: options that change nothing compress computes: a resumed run may differ in them
 _NOT_IN_RECIPE = frozenset({"checkpoint_dir", "log_dir", "verbose", "callbacks"})
+#: the last round's fine-tuning, by default, in multiples of ``finetune_epochs``: its model is the
+#: one returned, and 4x measured best of the recovery recipes (docs/method.md, issue 22)
+FINAL_FINETUNE_FACTOR = 4
 
 
 def _whole(value: Any, low: int) -> bool:
@@ -148,6 +151,15 @@ class CompressConfig:
         if not _whole(self.batch_size, 1):
             raise PruningRequestError(f"batch_size={self.batch_size!r}: a whole number >= 1")
         return self
+
+    def epochs_of_round(self, r: int) -> int:
+        """Fine-tuning epochs of round ``r`` (1-based): ``finetune_epochs``, and for the last round
+        ``final_finetune_epochs`` (default ``FINAL_FINETUNE_FACTOR * finetune_epochs``)."""
+        if r < self.rounds:
+            return self.finetune_epochs
+        if self.final_finetune_epochs is not None:
+            return self.final_finetune_epochs
+        return FINAL_FINETUNE_FACTOR * self.finetune_epochs
 
     def constraints(self) -> Constraints:
         """The structural constraints (``round_to``, ``min_channels``, ``ignored_layers``)."""
