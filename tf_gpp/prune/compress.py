@@ -158,9 +158,9 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             the first round that falls more than that below the base validation accuracy, and
             returns the smallest round within it (else the most accurate one).
         importance: a name of :func:`tf_gpp.importance.get` (``"taylor"``, the default, measured
-            best in docs/method.md §9; ``"gpp_lda"``, the paper's LDA
-            utility; ``"gpp"``, ``"gpp_linear"``, ``"l1"``, ``"bn_scale"``, ``"random"``, or one
-            registered) or an :class:`Importance`.
+            best in docs/method.md §9; ``"gpp"``, the CVIU paper's pipeline: Fisher utility, top-M'
+            final neurons, per-image deconv trace; ``"gpp_lda"``, ``"gpp_grad"``, ``"gpp_linear"``,
+            ``"l1"``, ``"bn_scale"``, ``"random"``, or one registered) or an :class:`Importance`.
         push: train with the push objective (``push_epochs``) before each prune, as GPP does
             (``importance="gpp_lda", push=True``); off by default: within a short compression
             budget the same epochs spent fine-tuning measured better (docs/method.md).
