@@ -6,8 +6,7 @@ The user's model is never modified: the slim model is rebuilt from the
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import keras
@@ -15,8 +14,7 @@ import numpy as np
 
 from tf_gpp.errors import UnsupportedModelError
 from tf_gpp.graph.dependency import DependencyGraph
-from tf_gpp.graph.flatten import model_from_config
-from tf_gpp.handlers.preprocessing import check_state_copyable, copy_layer_state, has_state
+from tf_gpp.graph.edit import WeightEdit
 from tf_gpp.handlers.registry import WeightMasks, masks_for
 
 
@@ -67,63 +65,32 @@ def layer_weight_masks(dep: DependencyGraph, removed: np.ndarray) -> dict[str, t
     return dep.layer_edits(removed)
 
 
+def _edited_weights(changes: dict, edit: Callable[[np.ndarray, dict[int, np.ndarray], str], np.ndarray]) -> WeightEdit:
+    """The weights of the layers in ``changes``, each masked weight passed through
+    ``edit(value, axis masks, what)``; other layers keep theirs (None)."""
 
-def _named_weights(layer: Any) -> list[tuple[str, Any]]:
-    return [(v.name.split("/")[-1], v) for v in getattr(layer, "weights", [])]
+    def weights(name: str, op: Any) -> list[np.ndarray] | None:
+        if name not in changes or not getattr(op, "weights", None):
+            return None
+        masks = changes[name][1]
+        return [
+            edit(v, masks_for(masks, var), f"layer '{name}' weight '{var.name.split('/')[-1]}'")
+            if masks_for(masks, var) else v
+            for var, v in zip(op.weights, op.get_weights(), strict=True)
+        ]
 
-
-def transfer_state(g: Any, target: keras.Model, changes: dict, edit: Any = None) -> None:
-    """Copy every layer's state from ``g``'s model into ``target`` (same layer names).
-
-    Weights and the state outside them (adapted statistics, vocabularies: see
-    :func:`~tf_gpp.handlers.preprocessing.copy_layer_state`) are copied; for
-    layers in ``changes``, ``edit(value, axis masks, what)`` transforms each named weight.
-    """
-    for name, op in g.ops.items():
-        if not has_state(op):
-            continue
-        values = None
-        if edit is not None and name in changes and getattr(op, "weights", None):
-            masks = changes[name][1]
-            values = [
-                edit(v, masks_for(masks, var), f"layer '{name}' weight '{wn}'") if masks_for(masks, var) else v
-                for (wn, var), v in zip(_named_weights(op), op.get_weights(), strict=True)
-            ]
-        try:
-            copy_layer_state(op, target.get_layer(name), values)
-        except ValueError as e:
-            if isinstance(e, UnsupportedModelError):
-                raise
-            raise UnsupportedModelError(
-                f"layer '{name}' ({type(op).__name__}): sliced weights do not fit the rebuilt layer "
-                f"({e}). Its handler does not match the layer; register a correct one with "
-                "tf_gpp.register_handler."
-            ) from e
-
+    return weights
 
 
 def rebuild(dep: DependencyGraph, removed: set[int] | np.ndarray) -> keras.Model:
     """Rebuild ``dep``'s model without the units in ``removed``."""
-    g = dep.graph
     removed_arr = np.fromiter(removed, dtype=np.int64, count=len(removed))
     changes = layer_weight_masks(dep, removed_arr)
-    for op in g.ops.values():
-        check_state_copyable(op)
-    config = copy.deepcopy(g.config)
-    for entry in config["layers"]:
-        if entry["name"] in changes:
-            entry["config"] = changes[entry["name"]][2]
-            entry.pop("build_config", None)  # rebuilt from the new input shapes
-    try:
-        new = model_from_config(config, g.ops.values())
-    except Exception as e:  # noqa: BLE001 - name the layer-level cause for the user
-        raise UnsupportedModelError(
-            f"could not rebuild model '{g.model.name}' from its config ({type(e).__name__}: {e}). "
-            "Custom layers must implement get_config() and be registered with "
-            "keras.saving.register_keras_serializable()."
-        ) from e
-    transfer_state(g, new, changes, slice_weight)
-    _recompile(g.source, new)
+    edit = dep.graph.edit()
+    for name, (_, _, config) in changes.items():
+        edit.reconfigure(name, config)
+    new = edit.build(_edited_weights(changes, slice_weight))
+    _recompile(dep.graph.source, new)
     return new
 
 
@@ -153,11 +120,8 @@ def zero_pruned_weights(dep: DependencyGraph, removed: set[int]) -> keras.Model:
     The removed channels then have no effect on the kept ones, so this model's
     outputs must equal the rebuilt model's: the correctness rule of the engine.
     """
-    g = dep.graph
     removed_arr = np.fromiter(removed, dtype=np.int64, count=len(removed))
-    clone = model_from_config(copy.deepcopy(g.config), g.ops.values())
-    transfer_state(g, clone, layer_weight_masks(dep, removed_arr), _zero_removed)
-    return clone
+    return dep.graph.edit().build(_edited_weights(layer_weight_masks(dep, removed_arr), _zero_removed))
 
 
 def frozen_pruned_layers(

@@ -21,7 +21,8 @@ import keras
 import numpy as np
 
 from tf_gpp.graph.dependency import DependencyGraph
-from tf_gpp.graph.flatten import custom_objects, flat_layers, is_graph_model
+from tf_gpp.graph.edit import custom_objects
+from tf_gpp.graph.flatten import flat_layers, is_graph_model
 from tf_gpp.handlers.registry import masks_for
 from tf_gpp.surgery import layer_weight_masks, rebuild
 

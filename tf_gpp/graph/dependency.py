@@ -16,7 +16,8 @@ import numpy as np
 
 from tf_gpp.errors import PruningRequestError, UnsupportedModelError
 from tf_gpp.graph.atoms import AtomTable
-from tf_gpp.graph.model_graph import InputShapes, ModelGraph, Node, TensorRef
+from tf_gpp.graph.edit import TensorRef
+from tf_gpp.graph.model_graph import InputShapes, ModelGraph, Node
 from tf_gpp.handlers import Keep, NodeContext, get_handler
 
 
@@ -85,7 +86,7 @@ class DependencyGraph:
                 out_shapes=out_shapes,
                 atoms=self.atoms,
                 extra_args=node.extra_args,
-                call=_call_of(g.layer_configs[node.layer_name], node.node_index),
+                arguments=node.arguments,
             )
             handler = get_handler(layer)
             outs = handler.propagate(ctx)
@@ -315,12 +316,6 @@ class DependencyGraph:
                 if roots is not None and len(roots) and self._frozen[roots].all():
                     out.setdefault(node.layer_name, self.atoms.frozen_reason(int(roots[0])) or "")
         return out
-
-
-def _call_of(entry: dict, node_index: int) -> dict:
-    """The serialized call (``args``, ``kwargs``) of call ``node_index`` of a config entry."""
-    calls = entry.get("inbound_nodes") or []
-    return calls[node_index] if node_index < len(calls) and isinstance(calls[node_index], dict) else {}
 
 
 def _positions_per_unit(

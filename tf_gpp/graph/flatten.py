@@ -6,7 +6,7 @@ Transfer learning nests a whole backbone as one layer
 opaque; flattening turns every layer of every nested functional or Sequential
 sub-model (at any depth) into a layer of one functional model:
 
-* **Weights and state** are copied (with :func:`~tf_gpp.handlers.preprocessing.copy_layer_state`,
+* **Weights and state** are copied (with :func:`~tf_gpp.graph.edit.copy_layer_state`,
   so adapted preprocessing layers keep their statistics and vocabularies);
   the user's model is never modified.
 * **trainable**: a layer is trainable in the flat model iff it and every
@@ -33,45 +33,20 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Iterable
 from typing import Any
 
 import keras
 
 from tf_gpp.errors import UnsupportedModelError
-from tf_gpp.handlers.preprocessing import check_state_copyable, copy_layer_state, has_state
-
-History = tuple[str, int, int]
-
-
-# -- deserializing a config of a live model ----------------------------------------------
-def custom_objects(ops: Iterable[Any]) -> dict[str, type]:
-    """The model's own non-Keras layer classes, so its config deserializes."""
-    out: dict[str, type] = {}
-    for op in ops:
-        cls = type(op)
-        if not cls.__module__.startswith("keras."):
-            out[cls.__name__] = cls
-            out[keras.saving.get_registered_name(cls)] = cls
-    return out
-
-
-def model_from_config(config: dict, ops: Iterable[Any]) -> keras.Model:
-    """Deserialize a functional config of a model that is live in this process.
-
-    A ``Lambda`` of the live model is the user's own code already running here
-    (not an untrusted file), so safe mode is lifted for this one call.
-    """
-    ops = list(ops)
-    custom = custom_objects(ops)
-    if any(isinstance(op, keras.layers.Lambda) for op in ops):
-        try:
-            from keras.src.saving.serialization_lib import SafeModeScope
-        except ImportError:  # pragma: no cover - Keras layout changed
-            return keras.Model.from_config(config, custom_objects=custom)
-        with SafeModeScope(False):
-            return keras.Model.from_config(config, custom_objects=custom)
-    return keras.Model.from_config(config, custom_objects=custom)
+from tf_gpp.graph.edit import (
+    TensorRef,
+    build_model,
+    is_history,
+    is_tensor,
+    retarget,
+    tensor_leaf,
+    tensor_refs,
+)
 
 
 # -- which models nest -----------------------------------------------------------------
@@ -98,13 +73,6 @@ def has_nested_models(model: keras.Model) -> bool:
 
 
 # -- one model's graph config ----------------------------------------------------------
-def _tensor(history: History, shape: Any, dtype: Any) -> dict:
-    return {
-        "class_name": "__keras_tensor__",
-        "config": {"shape": list(shape), "dtype": str(dtype), "keras_history": list(history)},
-    }
-
-
 def sequential_input(model: keras.Sequential) -> Any:
     """The input tensor of a built Sequential model; refuses an unbuilt one with the fix."""
     try:
@@ -134,12 +102,12 @@ def _sequential_config(model: keras.Sequential) -> tuple[dict, dict[str, Any]]:
     }
     layers = [in_entry]
     ops: dict[str, Any] = {in_name: None}  # the input has no layer object to copy
-    prev: History = (in_name, 0, 0)
+    prev = TensorRef(in_name, 0, 0)
     shape, dtype = tuple(spec.shape), spec.dtype
     for layer in model.layers:
         entry = keras.saving.serialize_keras_object(layer)
         entry["name"] = layer.name
-        entry["inbound_nodes"] = [{"args": [_tensor(prev, shape, dtype)], "kwargs": {}}]
+        entry["inbound_nodes"] = [{"args": [tensor_leaf(prev, shape, dtype)], "kwargs": {}}]
         layers.append(entry)
         ops[layer.name] = layer
         try:
@@ -147,13 +115,13 @@ def _sequential_config(model: keras.Sequential) -> tuple[dict, dict[str, Any]]:
             shape, dtype = tuple(out.shape), out.dtype
         except Exception:  # noqa: BLE001 - shapes are informative here, Keras rebuilds them
             shape = (None,)
-        prev = (layer.name, 0, 0)
+        prev = TensorRef(layer.name, 0, 0)
     config = {
         "name": model.name,
         "trainable": model.trainable,
         "layers": layers,
         "input_layers": [in_name, 0, 0],
-        "output_layers": list(prev),
+        "output_layers": [prev.layer, prev.node, prev.index],
     }
     return config, ops
 
@@ -167,58 +135,21 @@ def graph_config(model: keras.Model) -> tuple[dict, dict[str, Any]]:
     return config, ops
 
 
-# -- walking serialized call arguments -------------------------------------------------
-def _is_tensor(obj: Any) -> bool:
-    return isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__"
-
-
-def is_history(obj: Any) -> bool:
-    """Whether ``obj`` is a serialized ``keras_history`` triple ``[layer, node, index]``."""
-    return (
-        isinstance(obj, list | tuple)
-        and len(obj) == 3
-        and isinstance(obj[0], str)
-        and isinstance(obj[1], int)
-        and isinstance(obj[2], int)
-    )
-
-
-def _map_tensors(obj: Any, fn: Any) -> Any:
-    """``obj`` with every serialized keras tensor replaced by ``fn(tensor)``."""
-    if _is_tensor(obj):
-        return fn(obj)
-    if isinstance(obj, dict):
-        return {k: _map_tensors(v, fn) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_map_tensors(v, fn) for v in obj]
-    return obj
-
-
-def _map_histories(obj: Any, fn: Any) -> Any:
-    """``input_layers``/``output_layers`` (triples, lists or dicts of triples) mapped by ``fn``."""
-    if is_history(obj):
-        return list(fn(tuple(obj)))
-    if isinstance(obj, dict):
-        return {k: _map_histories(v, fn) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_map_histories(v, fn) for v in obj]
-    return obj
-
-
-def _pair_inputs(layers: Any, args: Any, where: str) -> list[tuple[History, dict]]:
-    """Match a sub-model's ``input_layers`` with the tensors it is called on."""
+# -- pairing a sub-model's inputs with a call's ----------------------------------------
+def _pair_inputs(layers: Any, args: Any, where: str) -> list[tuple[TensorRef, TensorRef]]:
+    """Match a sub-model's ``input_layers`` with the tensors it is called on: (inner input, outer tensor)."""
     if is_history(layers):
-        if not _is_tensor(args):
+        if not is_tensor(args):
             if isinstance(args, list | tuple) and len(args) == 1:
                 return _pair_inputs(layers, args[0], where)
             raise UnsupportedModelError(f"{where}: a non-tensor argument where an input tensor is expected")
-        return [(tuple(layers), args)]
+        return [(TensorRef(*layers), TensorRef(*args["config"]["keras_history"]))]
     if isinstance(layers, dict):
         if not isinstance(args, dict) or set(args) != set(layers):
             raise UnsupportedModelError(f"{where}: call inputs do not match the sub-model's named inputs")
         return [p for k in layers for p in _pair_inputs(layers[k], args[k], where)]
     if isinstance(layers, list | tuple):
-        if len(layers) == 1 and _is_tensor(args):
+        if len(layers) == 1 and is_tensor(args):
             return _pair_inputs(layers[0], args, where)
         if not isinstance(args, list | tuple) or len(args) != len(layers):
             raise UnsupportedModelError(f"{where}: call inputs do not match the sub-model's inputs")
@@ -244,7 +175,7 @@ def _flat_config(model: keras.Model) -> tuple[dict, dict[str, Any]]:
     used = {e["name"] for e in config["layers"] if e["name"] not in nested}
     sources: dict[str, Any] = {}
     owner: dict[int, str] = {}  # id(layer object) -> sub-model it was inlined from
-    redirect: dict[History, History] = {}
+    redirect: dict[TensorRef, TensorRef] = {}
     entries: list[dict] = []
     for entry in config["layers"]:
         name = entry["name"]
@@ -255,7 +186,7 @@ def _flat_config(model: keras.Model) -> tuple[dict, dict[str, Any]]:
         sub = ops[name]
         sub_config, sub_sources = _flat_config(sub)
         renames: dict[str, str] = {}
-        inner_inputs = {r[0] for r in _history_refs(sub_config["input_layers"])}
+        inner_inputs = {r.layer for r in tensor_refs(sub_config["input_layers"], histories=True)}
         inner: list[dict] = []
         for e in sub_config["layers"]:
             if e["name"] in inner_inputs:
@@ -291,63 +222,39 @@ def _flat_config(model: keras.Model) -> tuple[dict, dict[str, Any]]:
             feeds = dict(_pair_inputs(sub_config["input_layers"], args[0], where))
             offsets = {old: len(by_name[new]["inbound_nodes"]) for old, new in renames.items()}
 
-            def local(h: History, offsets: dict = offsets, feeds: dict = feeds, renames: dict = renames) -> History:
-                if h in feeds:
-                    return tuple(feeds[h]["config"]["keras_history"])
-                return (renames[h[0]], offsets[h[0]] + h[1], h[2])
-
-            def rewrite(t: dict, local: Any = local, feeds: dict = feeds) -> dict:
-                h = tuple(t["config"]["keras_history"])
-                if h in feeds:
-                    return copy.deepcopy(feeds[h])
-                out = copy.deepcopy(t)
-                out["config"]["keras_history"] = list(local(h))
-                return out
+            def local(r: TensorRef, offsets: dict = offsets, feeds: dict = feeds,
+                      renames: dict = renames) -> TensorRef:
+                if r in feeds:
+                    return feeds[r]
+                return TensorRef(renames[r.layer], offsets[r.layer] + r.node, r.index)
 
             for old, new in renames.items():
                 for node in originals[old].get("inbound_nodes", []):
                     node = {
-                        "args": _map_tensors(node.get("args", []), rewrite),
-                        "kwargs": _map_tensors(node.get("kwargs", {}), rewrite),
+                        "args": retarget(node.get("args", []), local),
+                        "kwargs": retarget(node.get("kwargs", {}), local),
                     }
                     if training is not None and _accepts_training(sources[new]):
                         node["kwargs"]["training"] = training
                     by_name[new]["inbound_nodes"].append(node)
-            for t, h in enumerate(_history_refs(sub_config["output_layers"])):
-                redirect[(name, k, t)] = local(h)
+            for t, r in enumerate(tensor_refs(sub_config["output_layers"], histories=True)):
+                redirect[TensorRef(name, k, t)] = local(r)
         entries.extend(inner)
 
-    def resolve(h: History) -> History:
+    def resolve(r: TensorRef) -> TensorRef:
         seen = 0
-        while h in redirect:
-            h = redirect[h]
+        while r in redirect:
+            r = redirect[r]
             seen += 1
             if seen > len(redirect):
                 raise UnsupportedModelError(f"model '{model.name}': cyclic sub-model references")
-        return h
-
-    def fix(t: dict) -> dict:
-        h = tuple(t["config"]["keras_history"])
-        if h in redirect:
-            t = copy.deepcopy(t)
-            t["config"]["keras_history"] = list(resolve(h))
-        return t
+        return r
 
     for e in entries:
-        e["inbound_nodes"] = [_map_tensors(n, fix) for n in e.get("inbound_nodes", [])]
+        e["inbound_nodes"] = [retarget(n, resolve) for n in e.get("inbound_nodes", [])]
     config["layers"] = entries
-    config["output_layers"] = _map_histories(config["output_layers"], resolve)
+    config["output_layers"] = retarget(config["output_layers"], resolve, histories=True)
     return config, sources
-
-
-def _history_refs(obj: Any) -> list[History]:
-    if is_history(obj):
-        return [tuple(obj)]
-    if isinstance(obj, dict):
-        return [r for v in obj.values() for r in _history_refs(v)]
-    if isinstance(obj, list | tuple):
-        return [r for v in obj for r in _history_refs(v)]
-    return []
 
 
 def _unique(name: str, sub_model: str, used: set[str]) -> str:
@@ -395,20 +302,4 @@ def flatten_model(model: keras.Model) -> keras.Model:
             "functional API or keras.Sequential."
         )
     config, sources = _flat_config(model)
-    sources = {k: v for k, v in sources.items() if v is not None}
-    for src in sources.values():
-        check_state_copyable(src)
-    try:
-        flat = model_from_config(config, sources.values())
-    except UnsupportedModelError:
-        raise
-    except Exception as e:  # noqa: BLE001 - name the model for the user
-        raise UnsupportedModelError(
-            f"could not rebuild model '{model.name}' with its sub-models inlined "
-            f"({type(e).__name__}: {e}). Custom layers must implement get_config() and be "
-            "registered with keras.saving.register_keras_serializable()."
-        ) from e
-    for name, src in sources.items():
-        if has_state(src):
-            copy_layer_state(src, flat.get_layer(name))
-    return flat
+    return build_model(config, sources, what="with its sub-models inlined")

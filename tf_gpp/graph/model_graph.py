@@ -16,22 +16,21 @@ from typing import Any
 import keras
 
 from tf_gpp.errors import ArgumentError, UnsupportedModelError
-from tf_gpp.graph.flatten import flatten_model, has_nested_models, is_history, sequential_input
-from tf_gpp.handlers.preprocessing import copy_layer_state
+from tf_gpp.graph.edit import (
+    ConfigEdit,
+    Shape,
+    TensorRef,
+    copy_layer_state,
+    is_tensor,
+    leaves,
+    map_leaves,
+    tensor_refs,
+)
+from tf_gpp.graph.flatten import flatten_model, has_nested_models, sequential_input
 
-Shape = tuple[int | None, ...]
 # What callers may pass as ``input_shape``: one shape (single-input model), a list of shapes
 # in input order, or a dict {input name: shape}; shapes exclude the batch dimension.
 InputShapes = Any
-
-
-@dataclass(frozen=True)
-class TensorRef:
-    """One tensor of the graph: output ``index`` of call ``node`` of ``layer``."""
-
-    layer: str
-    node: int
-    index: int
 
 
 @dataclass
@@ -43,49 +42,37 @@ class Node:
     inputs: list[TensorRef]
     outputs: list[TensorRef] = field(default_factory=list)
     extra_args: list[Any] = field(default_factory=list)  # non-tensor call arguments
+    # the call argument each input is passed as: its position (an int) or its keyword
+    arguments: list[int | str] = field(default_factory=list)
 
 
-def _history_refs(obj: Any) -> list[TensorRef]:
-    """Flatten ``input_layers``/``output_layers`` (a triple, a list or a dict of triples)."""
-    if is_history(obj):
-        return [TensorRef(obj[0], obj[1], obj[2])]
-    if isinstance(obj, dict):
-        return [r for v in obj.values() for r in _history_refs(v)]
-    if isinstance(obj, list | tuple):
-        return [r for v in obj for r in _history_refs(v)]
-    return []
-
-
-def _walk_args(obj: Any, tensors: list[tuple[TensorRef, Shape]], extra: list[Any]) -> None:
-    if isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__":
-        cfg = obj["config"]
-        h = cfg["keras_history"]
-        tensors.append((TensorRef(h[0], h[1], h[2]), tuple(cfg["shape"])))
-    elif isinstance(obj, dict) and "class_name" in obj:
-        extra.append(obj)  # a serialized object (array, dtype...)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            _walk_args(v, tensors, extra)
-    elif isinstance(obj, list | tuple):
-        for v in obj:
-            _walk_args(v, tensors, extra)
-    elif obj is not None:
-        extra.append(obj)
+def _read_call(call: dict) -> tuple[list[tuple[TensorRef, Shape, Any]], list[int | str], list[Any]]:
+    """(tensors with shape and dtype, the argument each is passed as, the non-tensor arguments) of
+    one serialized call."""
+    tensors: list[tuple[TensorRef, Shape, Any]] = []
+    arguments: list[int | str] = []
+    extra: list[Any] = []
+    named = [*enumerate(call.get("args", []) or []), *(call.get("kwargs", {}) or {}).items()]
+    for argument, value in named:
+        for leaf in leaves(value):
+            if is_tensor(leaf):
+                cfg = leaf["config"]
+                tensors.append((TensorRef(*cfg["keras_history"]), tuple(cfg["shape"]), cfg.get("dtype")))
+                arguments.append(argument)
+            elif leaf is not None:
+                extra.append(leaf)  # a plain value or a serialized object (array, dtype...)
+    return tensors, arguments, extra
 
 
 def _materialize(obj: Any, shapes: dict[TensorRef, Shape]) -> Any:
     """Call arguments of a serialized layer call, with symbolic tensors of the current shapes."""
-    if isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__":
-        cfg = obj["config"]
-        h = cfg["keras_history"]
-        return keras.KerasTensor(shapes[TensorRef(h[0], h[1], h[2])], dtype=cfg.get("dtype"))
-    if isinstance(obj, dict) and "class_name" in obj:
-        return keras.saving.deserialize_keras_object(obj)
-    if isinstance(obj, dict):
-        return {k: _materialize(v, shapes) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_materialize(v, shapes) for v in obj]
-    return obj
+
+    def leaf(x: Any) -> Any:
+        if is_tensor(x):
+            return keras.KerasTensor(shapes[TensorRef(*x["config"]["keras_history"])], dtype=x["config"].get("dtype"))
+        return keras.saving.deserialize_keras_object(x) if isinstance(x, dict) else x
+
+    return map_leaves(obj, leaf)
 
 
 def _is_dims(obj: Any) -> bool:
@@ -178,6 +165,7 @@ class ModelGraph:
         self.ops: dict[str, Any] = {op.name: op for op in self.model.operations}
         self.layer_configs: dict[str, dict] = {}
         self.shapes: dict[TensorRef, Shape] = {}
+        self.dtypes: dict[TensorRef, Any] = {}
         nodes: dict[tuple[str, int], Node] = {}
         for entry in self.config["layers"]:
             name = entry["name"]
@@ -191,15 +179,13 @@ class ModelGraph:
                 nodes[(name, 0)] = Node(name, 0, [], [ref])
                 continue
             for k, inbound in enumerate(entry.get("inbound_nodes", [])):
-                tensors: list[tuple[TensorRef, Shape]] = []
-                extra: list[Any] = []
-                _walk_args(inbound.get("args", []), tensors, extra)
-                _walk_args(inbound.get("kwargs", {}), tensors, extra)
-                for ref, shape in tensors:
+                tensors, arguments, extra = _read_call(inbound)
+                for ref, shape, dtype in tensors:
                     self.shapes.setdefault(ref, shape)
-                nodes[(name, k)] = Node(name, k, [r for r, _ in tensors], extra_args=extra)
-        self.inputs = _history_refs(self.config["input_layers"])
-        self.outputs = _history_refs(self.config["output_layers"])
+                    self.dtypes.setdefault(ref, dtype)
+                nodes[(name, k)] = Node(name, k, [r for r, _, _ in tensors], extra_args=extra, arguments=arguments)
+        self.inputs = tensor_refs(self.config["input_layers"], histories=True)
+        self.outputs = tensor_refs(self.config["output_layers"], histories=True)
         for ref, tensor in zip(self.outputs, keras.tree.flatten(self.model.outputs), strict=True):
             self.shapes.setdefault(ref, tuple(tensor.shape))
         # Outputs of each node: every referenced (layer, node, index), ordered.
@@ -322,3 +308,8 @@ class ModelGraph:
 
     def node_shapes(self, node: Node) -> tuple[list[Shape], list[Shape]]:
         return [self.shapes[r] for r in node.inputs], [self.shapes[r] for r in node.outputs]
+
+    def edit(self) -> ConfigEdit:
+        """An editor of a copy of this graph's config, whose :meth:`~ConfigEdit.build` gives each
+        layer that stays this graph's layer state (:mod:`tf_gpp.graph.edit`)."""
+        return ConfigEdit(self.config, self.ops, self.shapes, self.dtypes)

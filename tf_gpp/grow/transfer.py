@@ -21,12 +21,11 @@ left freshly initialised.
 
 from __future__ import annotations
 
-from typing import Any
-
 import keras
 import numpy as np
 
 from tf_gpp.errors import UnsupportedModelError
+from tf_gpp.graph.model_graph import ModelGraph
 
 _IDENTITY_TYPES = (
     keras.layers.ReLU,
@@ -39,35 +38,17 @@ _IDENTITY_TYPES = (
 )
 
 
-def _tensor_sources(obj: Any, out: list[str]) -> list[str]:
-    if isinstance(obj, dict):
-        if obj.get("class_name") == "__keras_tensor__":
-            out.append(obj["config"]["keras_history"][0])
-        else:
-            for v in obj.values():
-                _tensor_sources(v, out)
-    elif isinstance(obj, list | tuple):
-        for v in obj:
-            _tensor_sources(v, out)
-    return out
-
-
 def inbound_layers(model: keras.Model) -> dict[str, list[str]]:
-    """Layer name -> names of the layers feeding it, in call order (public config only)."""
-    config = model.get_config()
-    if "layers" not in config:
-        raise UnsupportedModelError(
-            f"Model {model.name!r} is not a functional/Sequential model; warm start needs one."
-        )
+    """Layer name -> names of the layers feeding it, in call order."""
+    graph = ModelGraph(model)
     result: dict[str, list[str]] = {}
-    for layer_cfg in config["layers"]:
-        nodes = layer_cfg.get("inbound_nodes", [])
+    for name in graph.layer_configs:
+        nodes = graph.nodes_of(name)
         if len(nodes) > 1:
             raise UnsupportedModelError(
-                f"Layer {layer_cfg['name']!r} is shared (called {len(nodes)} times); "
-                "warm start supports layers called once."
+                f"Layer {name!r} is shared (called {len(nodes)} times); warm start supports layers called once."
             )
-        result[layer_cfg["name"]] = _tensor_sources(nodes, [])
+        result[name] = [ref.layer for node in nodes for ref in node.inputs]
     return result
 
 

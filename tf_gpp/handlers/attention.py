@@ -40,26 +40,11 @@ _POSITIONAL = ("query", "value", "key")
 _PROJECTIONS = ("query", "key", "value")
 
 
-def call_roles(call: dict) -> list[str]:
-    """The argument name of each tensor of a serialized layer call, in the order of the
-    call's inputs (positional arguments 0-2 are ``query``, ``value``, ``key``)."""
-    roles: list[str] = []
-
-    def walk(obj: Any, role: str) -> None:
-        if isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__":
-            roles.append(role)
-        elif isinstance(obj, dict) and "class_name" not in obj:
-            for v in obj.values():
-                walk(v, role)
-        elif isinstance(obj, list | tuple):
-            for v in obj:
-                walk(v, role)
-
-    for i, arg in enumerate(call.get("args", []) or []):
-        walk(arg, _POSITIONAL[i] if i < len(_POSITIONAL) else f"argument {i}")
-    for key, value in (call.get("kwargs", {}) or {}).items():
-        walk(value, key)
-    return roles
+def call_roles(arguments: list[int | str]) -> list[str]:
+    """The argument name of each input of a call, from :attr:`NodeContext.arguments`
+    (positional arguments 0-2 are ``query``, ``value``, ``key``)."""
+    return [a if isinstance(a, str) else _POSITIONAL[a] if a < len(_POSITIONAL) else f"argument {a}"
+            for a in arguments]
 
 
 def weight_parts(layer: Any) -> dict[str, tuple[Any, str]]:
@@ -99,7 +84,7 @@ class MultiHeadAttentionHandler(LayerHandler):
             return ctx.freeze_all(ctx.reason("has a gate (use_gate=True), which tf_gpp does not slice"))
         if not _output_width(ctx.config):
             return ctx.freeze_all(ctx.reason("has a multi-axis output_shape"))
-        roles = call_roles(ctx.call)
+        roles = call_roles(ctx.arguments)
         if len(roles) != len(ctx.in_atoms) or not {"query", "value"} <= set(roles):
             return ctx.freeze_all(ctx.reason("is called with inputs tf_gpp cannot attribute to query/key/value"))
         seen = _ROLES.get(ctx.layer)

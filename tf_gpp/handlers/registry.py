@@ -43,7 +43,8 @@ class NodeContext:
     out_shapes: list[Shape]
     atoms: AtomTable
     extra_args: list[Any] = field(default_factory=list)
-    call: dict = field(default_factory=dict)  # the serialized call: {"args": [...], "kwargs": {...}}
+    # the call argument each input is passed as: its position (an int) or its keyword
+    arguments: list[int | str] = field(default_factory=list)
     internal: dict[str, np.ndarray] = field(default_factory=dict)  # see new_units
 
     @property

@@ -12,7 +12,6 @@ weight whose slice carries each unit linearly (:meth:`LayerHandler.unit_probe`),
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -22,20 +21,13 @@ import numpy as np
 import tensorflow as tf
 
 from tf_gpp.graph.dependency import DependencyGraph
+from tf_gpp.graph.edit import ChannelMask, TensorRef
 from tf_gpp.handlers import get_handler
 from tf_gpp.importance.base import Importance
-from tf_gpp.surgery import model_from_config, transfer_state
 
-
-@keras.saving.register_keras_serializable(package="tf_gpp")
-class ChannelGate(keras.layers.Layer):
-    """``x * g`` with ``g`` a per-channel vector of ones (a probe, not trained)."""
-
-    def build(self, input_shape: tuple) -> None:
-        self.gate = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="gate", trainable=True)
-
-    def call(self, x: Any) -> Any:
-        return x * self.gate
+ChannelGate = ChannelMask
+"""A gate is a trainable :class:`~tf_gpp.graph.edit.ChannelMask` left at one: a probe whose
+gradient is read, never trained."""
 
 
 @dataclass(frozen=True)
@@ -64,23 +56,6 @@ class GatedImportance(Importance):
         return self._scores.get((layer, key))
 
 
-def _replace_refs(obj: Any, old: str, new: str) -> None:
-    if isinstance(obj, dict):
-        if obj.get("class_name") == "__keras_tensor__":
-            h = obj["config"]["keras_history"]
-            if h[0] == old and h[1] == 0:
-                obj["config"]["keras_history"] = [new, 0, h[2]]
-            return
-        for v in obj.values():
-            _replace_refs(v, old, new)
-    elif isinstance(obj, list | tuple):
-        if isinstance(obj, list) and len(obj) == 3 and obj[0] == old and obj[1] == 0 and isinstance(obj[2], int):
-            obj[0] = new
-            return
-        for v in obj:
-            _replace_refs(v, old, new)
-
-
 def gated_model(
     dep: DependencyGraph, layers: Iterable[str], feature_layer: str | None = None
 ) -> tuple[keras.Model, dict[str, Any]]:
@@ -91,52 +66,17 @@ def gated_model(
     variable}`` and, for the internal units of those layers, ``{(layer, key): UnitProbe}``.
     """
     g = dep.graph
-    config = copy.deepcopy(g.config)
-    layers = [name for name in layers if name in g.ops]
-    gate_names = {name: f"{name}__gpp_gate" for name in layers}
-    entries = []
-    for entry in config["layers"]:
-        name = entry["name"]
-        for old, new in gate_names.items():
-            if old != name:
-                _replace_refs(entry.get("inbound_nodes", []), old, new)
-        entries.append(entry)
-        if name in gate_names:
-            shape = list(g.shapes[next(r for r in g.nodes_of(name)[0].outputs)])
-            entries.append(
-                {
-                    "module": ChannelGate.__module__,
-                    "class_name": "ChannelGate",
-                    "registered_name": "tf_gpp>ChannelGate",
-                    "config": {"name": gate_names[name], "trainable": True, "dtype": "float32"},
-                    "name": gate_names[name],
-                    "inbound_nodes": [
-                        {
-                            "args": [
-                                {
-                                    "class_name": "__keras_tensor__",
-                                    "config": {"shape": shape, "dtype": "float32", "keras_history": [name, 0, 0]},
-                                }
-                            ],
-                            "kwargs": {},
-                        }
-                    ],
-                }
-            )
-    config["layers"] = entries
-    outputs = config["output_layers"]
-    for old, new in gate_names.items():
-        _replace_refs(outputs, old, new)
+    edit = g.edit()
+    gated: dict[str, TensorRef] = {}
+    for name in dict.fromkeys(name for name in layers if name in g.ops):
+        gate = ChannelGate(name=edit.free_name(f"{name}__gpp_gate"), trainable=True, dtype="float32")
+        gated[name] = edit.insert_after(TensorRef(name, 0, 0), gate)
     if feature_layer is not None:
-        ref = [gate_names.get(feature_layer, feature_layer), 0, 0]
-        outputs = [outputs, ref] if not isinstance(outputs, list) or not isinstance(outputs[0], list) else [*outputs, ref]
-        config["output_layers"] = outputs
-    ops = list(g.ops.values())
-    model = model_from_config(config, ops)
-    transfer_state(g, model, {})
-    gates: dict[Any, Any] = {name: model.get_layer(gate).gate for name, gate in gate_names.items()}
+        edit.add_output(gated.get(feature_layer, TensorRef(feature_layer, 0, 0)))
+    model = edit.build()
+    gates: dict[Any, Any] = {name: model.get_layer(ref.layer).keep for name, ref in gated.items()}
     for name, key in dep.internal_roots:
-        if name in gate_names:
+        if name in gated:
             layer = model.get_layer(name)
             probe = get_handler(layer).unit_probe(layer, key)
             if probe is not None:

@@ -1,7 +1,7 @@
 """Channel masks: prune inside the user's own ``fit``, then cut the masked units out.
 
 ``prunable(model)`` returns a copy of a functional/Sequential model with a
-non-trainable :class:`ChannelMask` (a 0/1 vector, one entry per channel) on
+non-trainable :class:`~tf_gpp.graph.edit.ChannelMask` (a 0/1 vector, one entry per channel) on
 every tensor that a *reducing* layer reads — a layer whose outputs do not
 carry those channels on (a convolution, a Dense, a separable conv). A zero
 there is exactly what removal gives: such a layer is linear in each input
@@ -24,7 +24,6 @@ model, whose outputs equal the masked model's.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -33,12 +32,10 @@ import keras
 import numpy as np
 
 from tf_gpp.data.intake import as_dataset
-from tf_gpp.errors import ArgumentError, PruningRequestError, UnsupportedModelError
+from tf_gpp.errors import ArgumentError, PruningRequestError
 from tf_gpp.graph.dependency import DependencyGraph
-from tf_gpp.graph.flatten import model_from_config
-from tf_gpp.graph.model_graph import InputShapes, ModelGraph, TensorRef
-from tf_gpp.handlers.preprocessing import copy_layer_state, has_state
-from tf_gpp.handlers.registry import Keep, LayerHandler, NodeContext, WeightMasks, register_handler
+from tf_gpp.graph.edit import ChannelMask, TensorRef
+from tf_gpp.graph.model_graph import InputShapes, ModelGraph
 from tf_gpp.prune.planner import estimate_cost
 from tf_gpp.recalibrate import recalibrate_batchnorm
 from tf_gpp.surgery import rebuild
@@ -46,40 +43,6 @@ from tf_gpp.surgery import rebuild
 __all__ = ["ChannelMask", "MaskedView", "mask_channels", "masked_view", "prunable", "strip"]
 
 _MASK_SUFFIX = "__gpp_mask"
-
-
-@keras.saving.register_keras_serializable(package="tf_gpp")
-class ChannelMask(keras.layers.Layer):
-    """``x * keep``: ``keep`` is a non-trainable 0/1 vector over the last (channel) axis.
-
-    Written by :class:`~tf_gpp.PruningCallback` (or :func:`mask_channels`); saved with the
-    model, so a masked model saved mid-training resumes with its masks."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("trainable", False)
-        super().__init__(**kwargs)
-
-    def build(self, input_shape: tuple) -> None:
-        if input_shape[-1] is None:
-            raise UnsupportedModelError(f"ChannelMask '{self.name}' needs a known channel count, got {input_shape}")
-        self.keep = self.add_weight(shape=(int(input_shape[-1]),), initializer="ones", trainable=False, name="keep")
-
-    def call(self, x: Any) -> Any:
-        return x * keras.ops.cast(self.keep, x.dtype)
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return input_shape
-
-
-@register_handler(ChannelMask)
-class ChannelMaskHandler(LayerHandler):
-    """A mask is channel-wise: channels pass through; its ``keep`` vector is sliced."""
-
-    def propagate(self, ctx: NodeContext) -> list[np.ndarray]:
-        return [ctx.in_atoms[0]]
-
-    def weight_masks(self, layer: Any, keep: Keep) -> WeightMasks:
-        return {"keep": {0: keep.inputs[0]}}
 
 
 # -- where masks go --------------------------------------------------------------------------------
@@ -101,43 +64,6 @@ def mask_sites(dep: DependencyGraph) -> dict[TensorRef, list[tuple[str, int]]]:
     return sites
 
 
-def _tensor_dicts(obj: Any, history: list) -> list[dict]:
-    """The serialized symbolic tensors in ``obj`` whose ``keras_history`` is ``history``."""
-    found: list[dict] = []
-    if isinstance(obj, dict):
-        if obj.get("class_name") == "__keras_tensor__":
-            if list(obj["config"]["keras_history"]) == history:
-                found.append(obj)
-            return found
-        for v in obj.values():
-            found += _tensor_dicts(v, history)
-    elif isinstance(obj, list | tuple):
-        for v in obj:
-            found += _tensor_dicts(v, history)
-    return found
-
-
-def _rewire(obj: Any, old: list, new: list) -> Any:
-    """``obj`` with every tensor reference ``old`` (a keras_history triple) replaced by ``new``."""
-    if isinstance(obj, dict):
-        if obj.get("class_name") == "__keras_tensor__":
-            if list(obj["config"]["keras_history"]) == old:
-                obj["config"]["keras_history"] = list(new)
-            return obj
-        return {k: _rewire(v, old, new) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        if len(obj) == 3 and isinstance(obj[0], str) and list(obj) == old:
-            return list(new)
-        return [_rewire(v, old, new) for v in obj]
-    return obj
-
-
-def _copy_states(g: ModelGraph, target: keras.Model) -> None:
-    for name, op in g.ops.items():
-        if has_state(op) and not isinstance(op, ChannelMask):
-            copy_layer_state(op, target.get_layer(name))
-
-
 def is_prunable(model: keras.Model) -> bool:
     """True if ``model`` holds channel masks (made by :func:`prunable`)."""
     return any(isinstance(la, ChannelMask) for la in getattr(model, "layers", ()))
@@ -155,39 +81,13 @@ def prunable(model: keras.Model) -> keras.Model:
     if is_prunable(model):
         raise ArgumentError(f"model '{model.name}' already holds channel masks: train it as it is")
     dep = DependencyGraph(model)
-    g = dep.graph
-    config = copy.deepcopy(g.config)
-    used = {e["name"] for e in config["layers"]}
-    entries = {e["name"]: e for e in config["layers"]}
-    after: dict[str, list[dict]] = {}
+    edit = dep.graph.edit()
     for ref, users in mask_sites(dep).items():
-        history = [ref.layer, ref.node, ref.index]
-        name = f"{ref.layer}{_MASK_SUFFIX}" + ("" if (ref.node, ref.index) == (0, 0) else f"_{ref.node}_{ref.index}")
-        while name in used:
-            name += "_"
-        used.add(name)
-        tensor = None
-        for layer, k in users:
-            inbound = entries[layer]["inbound_nodes"][k]
-            tensor = tensor or copy.deepcopy(_tensor_dicts(inbound, history)[0])
-            entries[layer]["inbound_nodes"][k] = _rewire(inbound, history, [name, 0, 0])
-        dtype = tensor["config"].get("dtype") or "float32"
-        after.setdefault(ref.layer, []).append({
-            "module": ChannelMask.__module__,
-            "class_name": "ChannelMask",
-            "registered_name": keras.saving.get_registered_name(ChannelMask),
-            "config": {"name": name, "trainable": False, "dtype": dtype},
-            "name": name,
-            "inbound_nodes": [{"args": [tensor], "kwargs": {}}],
-        })
-    layers = []
-    for entry in config["layers"]:
-        layers.append(entry)
-        layers += after.get(entry["name"], [])
-    config["layers"] = layers
-    gated = model_from_config(config, g.ops.values())
-    _copy_states(g, gated)
-    return gated
+        suffix = "" if (ref.node, ref.index) == (0, 0) else f"_{ref.node}_{ref.index}"
+        name = edit.free_name(f"{ref.layer}{_MASK_SUFFIX}{suffix}")
+        dtype = dep.graph.dtypes.get(ref) or "float32"
+        edit.insert_after(ref, ChannelMask(name=name, trainable=False, dtype=dtype), readers=users)
+    return edit.build()
 
 
 # -- reading and writing masks ---------------------------------------------------------------------
@@ -282,21 +182,9 @@ def masked_view(model: keras.Model, input_shape: InputShapes = None) -> MaskedVi
     """The :class:`MaskedView` of a masked model (or of a ``PushModel`` wrapping one)."""
     gated = _find_masked(model)
     g = ModelGraph(gated)
-    config = copy.deepcopy(g.config)
-    sources: dict[str, TensorRef] = {}
-    for entry in config["layers"]:
-        if isinstance(g.ops.get(entry["name"]), ChannelMask):
-            node = g.nodes_of(entry["name"])
-            if len(node) != 1 or len(node[0].inputs) != 1:
-                raise UnsupportedModelError(f"channel mask '{entry['name']}' must be called once on one tensor")
-            sources[entry["name"]] = node[0].inputs[0]
-    config["layers"] = [e for e in config["layers"] if e["name"] not in sources]
-    for name, ref in sources.items():
-        old, new = [name, 0, 0], [ref.layer, ref.node, ref.index]
-        config["layers"] = _rewire(config["layers"], old, new)
-        config["output_layers"] = _rewire(config["output_layers"], old, new)
-    plain = model_from_config(config, [op for op in g.ops.values() if not isinstance(op, ChannelMask)])
-    _copy_states(g, plain)
+    edit = g.edit()
+    sources = {name: edit.drop(name) for name in g.layer_configs if isinstance(g.op(name), ChannelMask)}
+    plain = edit.build()
     return MaskedView(gated, plain, DependencyGraph(plain, input_shape=input_shape), sources)
 
 
