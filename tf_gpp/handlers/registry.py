@@ -18,18 +18,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from tf_gpp.errors import ArgumentError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from tf_gpp.graph.atoms import AtomTable
-
 Shape = tuple[int | None, ...]
 # weight name -> {axis: boolean keep mask along that axis}
 WeightMasks = dict[str, dict[int, np.ndarray]]
+
+
+class ChannelAtoms(Protocol):
+    """The channel atoms a trace hands the handlers (``tf_gpp.graph.atoms.AtomTable``)."""
+
+    def new(self, n: int, creator: str, frozen: str | None = None) -> np.ndarray: ...
+
+    def union(self, a: np.ndarray, b: np.ndarray) -> None: ...
+
+    def freeze(self, a: np.ndarray, reason: str) -> None: ...
 
 
 @dataclass
@@ -41,7 +48,7 @@ class NodeContext:
     in_atoms: list[np.ndarray]
     in_shapes: list[Shape]
     out_shapes: list[Shape]
-    atoms: AtomTable
+    atoms: ChannelAtoms
     extra_args: list[Any] = field(default_factory=list)
     # the call argument each input is passed as: its position (an int) or its keyword
     arguments: list[int | str] = field(default_factory=list)
