@@ -1026,7 +1026,8 @@ def conv_widths(done: dict[str, dict], base_paths: dict[str, Path]) -> dict[str,
                  and not isinstance(la, keras.layers.DepthwiseConv2D)]
         widths = {"base": {n: int(base.get_layer(n).filters) for n in names}}
         for _, r in sorted(done.items()):
-            if r["task"] != task or r["seed"] != 0 or not r.get("keras") or not Path(r["keras"]).exists():
+            if (r["task"] != task or r["seed"] != 0 or r["method"] == "base" or not r.get("keras")
+                    or not Path(r["keras"]).exists()):
                 continue
             model = keras.models.load_model(r["keras"])
             have = {la.name: la for la in model.layers}
