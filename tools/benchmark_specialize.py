@@ -100,6 +100,9 @@ CRITERIA: dict[str, dict[str, Any]] = {
     "bn_scale": {"importance": "bn_scale", "push": False, "label": "BN scale"},
     "taylor": {"importance": "taylor", "push": False, "label": "Taylor (1st order)"},
     "random": {"importance": "random", "push": False, "label": "random"},
+    # the papers' path (issue 23): the CVIU pipeline, without and with push (push on top of the fine-tuning)
+    "cviu": {"importance": "gpp", "push": False, "label": "CVIU: Fisher utility, top-M', deconv trace"},
+    "cviu_push": {"importance": "gpp", "push": True, "label": "CVIU pipeline + push"},
 }
 #: recovery recipes (issue 22): compress's defaults (Taylor, no push, distillation) with one change
 RECIPES: dict[str, dict[str, Any]] = {
