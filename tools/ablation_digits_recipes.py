@@ -107,7 +107,10 @@ def run(recipes: list[str], seeds: int, cache: Path, log: Any) -> list[dict]:
         train, val = data(seed)
         base = None
         for name in recipes:
-            key = json.dumps({"seed": seed, "options": RECIPES[name], "defaults": defaults}, sort_keys=True)
+            cfg = tf_gpp.prune.CompressConfig(target_macs=TARGET, **RECIPES[name])
+            epochs = [cfg.epochs_of_round(r) for r in range(1, cfg.rounds + 1)]  # what the defaults resolve to
+            key = json.dumps({"seed": seed, "options": RECIPES[name], "defaults": defaults, "epochs": epochs},
+                             sort_keys=True)
             if key in done:
                 out.append({**done[key], "recipe": name})
                 continue
@@ -115,7 +118,7 @@ def run(recipes: list[str], seeds: int, cache: Path, log: Any) -> list[dict]:
             t0 = time.time()
             res = tf_gpp.compress(base, train, val, target_macs=TARGET, seed=seed, verbose=0, **RECIPES[name])
             last = res.history[-1]
-            rec = {"recipe": name, "seed": seed, "base_accuracy": res.base_accuracy, "accuracy": last.accuracy,
+            rec = {"recipe": name, "seed": seed, "finetune_epochs_per_round": epochs, "base_accuracy": res.base_accuracy, "accuracy": last.accuracy,
                    "drop": res.base_accuracy - last.accuracy, "macs_ratio": last.macs_ratio,
                    "most_accurate": max(h.accuracy for h in res.history), "seconds": round(time.time() - t0, 1),
                    "key": key}

@@ -452,7 +452,7 @@ class Runner:
         self.models = cache / "models"
         self.models.mkdir(parents=True, exist_ok=True)
         # which criterion is compress's default marks a row; it changes no run, so not the key
-        recipe = {k: v for k, v in run.items() if k not in ("default_importance", "default_push")}
+        recipe = {k: v for k, v in run.items() if k not in ("default_importance", "default_push", "default_row")}
         self.results_file = cache / f"runs_{_key(recipe)}.jsonl"
         self.done: dict[str, dict] = {}
         if self.results_file.exists():
@@ -547,6 +547,9 @@ class Runner:
             "base_val_accuracy": result.base_accuracy, "seconds": round(seconds, 1),
             "importance": spec["importance"], "push": push, "distill": r["distill"], **epochs,
             "rounds": call["rounds"], "recipe": spec.get("recipe"), "history": result.to_dict()["history"],
+            "finetune_epochs_per_round": [
+                tf_gpp.prune.CompressConfig(target_macs=budget, **call).epochs_of_round(i)
+                for i in range(1, (call["rounds"] or 1) + 1)],
             "compress_defaults_key": _key(compress_defaults()),
         }
         if self.keep_tflite(seed):
@@ -877,7 +880,10 @@ def _f(x: float | None, d: int = 3) -> str:
 
 
 def default_criterion(run: dict) -> str | None:
-    """The criterion that is compress's default recipe (importance and push) in this run."""
+    """The criterion that is compress's default recipe (importance and push) in this run, or the
+    row named by ``--default-row`` (a recipe that became the default after its runs)."""
+    if run.get("default_row"):
+        return run["default_row"]
     return next((name for name, c in CRITERIA.items()
                  if c["importance"] == run["default_importance"] and c["push"] == run["default_push"]), None)
 
@@ -1158,6 +1164,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="directory holding tf_keras and tensorflow_model_optimization (pip install --target)")
     parser.add_argument("--report-only", action="store_true", help="write the outputs from the finished runs")
     parser.add_argument("--no-latency", action="store_true", help="skip the LiteRT latency loop")
+    parser.add_argument("--default-row", choices=list(CRITERIA),
+                        help="the row that is compress's default recipe at this commit (default: the criterion "
+                             "matching compress's importance and push)")
     parser.add_argument("--widths", action="store_true",
                         help="append the per-layer widths of the seed-0 models (compressed vs compact) to the report")
     parser.add_argument("--note", action="append", default=[], help="a line added to the .md conclusions")
@@ -1186,6 +1195,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) is not None:
             raw[name] = getattr(args, name)
     run = resolved_settings(raw)
+    if args.default_row:
+        run["default_row"] = args.default_row
     gen_recipe = GENERALIST_RECIPES[run["generalist"]]
     run["generalist_key"] = _key(gen_recipe)
     cache = args.cache or REPO / "benchmarks" / "cache" / f"specialize_{settings}"
