@@ -111,6 +111,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "gradual": {"rounds": 8, "finetune_epochs": 2},  # 8 smaller steps, equal epochs
     "small_lr": {"lr_schedule": "constant", "learning_rate": 1e-4},  # fine-tuning at a small rate, no rewind
     "min_width": {"min_channels": 8},                # a per-layer minimum width
+    "min_width4": {"min_channels": 4},               # a milder one (8 cannot reach 10% here)
     "no_distill": {"distill": False},                # plain fine-tuning on the labels
     "final_floor": {"final_finetune_epochs": 16, "min_finetune_steps": 120},
     "final_no_distill": {"final_finetune_epochs": 16, "distill": False},
