@@ -1095,7 +1095,7 @@ def write_plot(payload: dict, path: Path) -> None:
     tasks = sel["tasks"]
     fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 5.2), squeeze=False)
     methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "base"]
-    cmap = plt.get_cmap("tab10")
+    cmap = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
     colors = {m: cmap(i) for i, m in enumerate(methods)}
     dflt = default_criterion(payload["run_settings"])
     for ax, task in zip(axes[0], tasks, strict=True):
