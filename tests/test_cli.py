@@ -265,6 +265,21 @@ def test_cli_choices_come_from_the_registries(capsys):
     assert list(action.choices) == importance_names() and "gpp_lda" in action.choices
 
 
+def test_cli_defaults_are_the_library_defaults():
+    """One source of truth: `tf-gpp grow` and `tf-gpp compress` take their defaults from the library."""
+    import inspect
+
+    from tf_gpp.cli import build_parser
+    from tf_gpp.grow import grow
+
+    args = build_parser().parse_args(["grow", "--data", "digits"])
+    defaults = inspect.signature(grow).parameters
+    assert args.max_rounds == defaults["max_rounds"].default
+    assert args.epochs_per_round == defaults["epochs_per_round"].default
+    args = build_parser().parse_args(["compress", "m.keras", "--data", "digits", "--target-macs", "0.3"])
+    assert args.max_accuracy_drop is None  # a target is a target unless a tolerance is asked for
+
+
 def test_unsupported_layer_two_lines_and_dump_only_with_verbose(tmp_path, capsys):
     inp = keras.Input((5, 3))
     h = keras.layers.GRU(4, name="gru")(inp)

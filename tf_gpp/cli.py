@@ -9,6 +9,7 @@ details. ``convert`` exits with 3 when the converted model fails verification.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import re
@@ -400,9 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("grow", "grow an Inception net on a dataset (optionally then compress it)", "tf-gpp grow --data digits --max-rounds 3")
     sp.add_argument("--data", required=True, help=data_help)
     sp.add_argument("-o", "--output")
-    sp.add_argument("--max-rounds", type=int, default=3)
+    from tf_gpp.grow import grow as grow_fn  # its defaults are the command's: one source of truth
+
+    grow_defaults = {k: p.default for k, p in inspect.signature(grow_fn).parameters.items()}
+    sp.add_argument("--max-rounds", type=int, default=grow_defaults["max_rounds"],
+                    help=f"growth rounds at most (default {grow_defaults['max_rounds']})")
     sp.add_argument("--max-params", type=int)
-    sp.add_argument("--epochs-per-round", type=int, default=2)
+    sp.add_argument("--epochs-per-round", type=int, default=grow_defaults["epochs_per_round"],
+                    help=f"epochs per candidate (default {grow_defaults['epochs_per_round']})")
     sp.add_argument("--then-compress", type=float, metavar="TARGET_MACS", help="then compress to this MACs fraction (compress's defaults)")
     sp.add_argument("--limit", type=int)
     sp.set_defaults(func=cmd_grow)
