@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from scipy.linalg import eigh
 
+from tests.push_reference import push_terms_np
 from tf_gpp.push import (
     PushLoss,
     alignment_loss,
@@ -58,6 +59,23 @@ def test_diagonal_terms_match_numpy():
     assert float(alignment_loss(f, y, 5, align_target=1)) == pytest.approx(plain, rel=1e-4)
 
 
+def test_between_class_decorrelation_matches_numpy():
+    f, y = _batch(2, c=5)
+    y[:4] = 4  # uneven class counts weigh the class means
+    ref = push_terms_np(f, y, 6, decorrelation="both")  # class 5 is missing from the batch
+    within = push_terms_np(f, y, 6)["cov"]
+    got = push_terms(f, y, 6, decorrelation="both")
+    assert float(got["cov"]) == pytest.approx(ref["cov"], rel=1e-4)
+    assert float(decorrelation_loss(f, y, 6, form="both")) == pytest.approx(ref["cov"], rel=1e-4)
+    assert float(decorrelation_loss(f, y, 6)) == pytest.approx(within, rel=1e-4)
+    # features 0-2 all carry 2*y: their class means are perfectly correlated across classes
+    assert ref["cov"] - within > 3 * 2 / (12 * 11)
+    for key in ("sep", "align"):
+        assert float(got[key]) == pytest.approx(ref[key], rel=1e-4, abs=1e-6)
+    with pytest.raises(ValueError, match="decorrelation"):
+        PushLoss(decorrelation="full")
+
+
 def test_lda_separation_matches_generalized_eigenvalues():
     f, y = _batch(1, c=4)
     resid, means, counts, _, _, _ = _numpy_stats(f, y, 4, 1e-3)
@@ -89,13 +107,13 @@ def _degenerate_batches():
     }
 
 
-@pytest.mark.parametrize("form", ["diagonal", "lda"])
+@pytest.mark.parametrize("form,decorrelation", [("diagonal", "within"), ("lda", "within"), ("diagonal", "both")])
 @pytest.mark.parametrize("case", list(_degenerate_batches()))
-def test_terms_and_gradients_are_finite(case, form):
+def test_terms_and_gradients_are_finite(case, form, decorrelation):
     f, y = _degenerate_batches()[case]
     feats = tf.Variable(f)
     with tf.GradientTape() as tape:
-        terms = push_terms(feats, y, 5, form=form)
+        terms = push_terms(feats, y, 5, form=form, decorrelation=decorrelation)
         total = terms["sep"] + terms["cov"] + terms["align"]
     grad = tape.gradient(total, feats)
     for name, value in terms.items():
@@ -130,11 +148,13 @@ def test_decorrelation_sees_within_class_correlation():
 
 
 def test_push_loss_is_a_serializable_keras_loss():
-    loss = PushLoss(a=0.5, b=0.2, g=2.0, num_classes=5, separation="lda", eps=1e-2, align_target=2)
+    loss = PushLoss(a=0.5, b=0.2, g=2.0, num_classes=5, separation="lda", eps=1e-2, align_target=2,
+                    decorrelation="both")
     back = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(back, PushLoss) and back.get_config() == loss.get_config()
+    assert back.decorrelation == "both"
     f, y = _batch(c=5)
-    t = push_terms(f, y, 5, eps=1e-2, form="lda", align_target=2)
+    t = push_terms(f, y, 5, eps=1e-2, form="lda", align_target=2, decorrelation="both")
     expected = 0.5 * t["sep"] + 0.2 * t["cov"] + 2.0 * t["align"]
     assert float(back(y, f)) == pytest.approx(float(expected), rel=1e-5)
     onehot = PushLoss()  # num_classes from the one-hot width

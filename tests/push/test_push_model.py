@@ -148,3 +148,55 @@ def test_push_schedule_warmup_and_callable(digits):
 
     with pytest.raises(TfGppError, match="PushModel"):
         _compile(_mlp()).fit(x, y, epochs=1, verbose=0, callbacks=[PushSchedule()])
+
+
+class _WeightsInForce(keras.callbacks.Callback):
+    """Reads the model's push weight variables at every optimizer step (after PushSchedule)."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps: list[dict[str, float]] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.steps.append({k: float(v.numpy()) for k, v in self.model.push_weights.items()})
+
+
+@pytest.mark.parametrize("start_epoch", [0, 1])
+def test_push_schedule_warmup_steps_ramps_per_step(digits, start_epoch):
+    x, y = digits  # 640 samples, batch 128: 5 steps an epoch
+    pm = _compile(PushModel(_mlp(), push=PushLoss(a=0.4, b=2.0, g=0.0)))
+    seen = _WeightsInForce()
+    pm.fit(x, y, epochs=4, batch_size=128, verbose=0, shuffle=False,
+           callbacks=[PushSchedule(warmup_steps=8, start_epoch=start_epoch), seen])
+    assert len(seen.steps) == 20
+    skip = 5 * start_epoch
+    assert all(s == {"a": 0.0, "b": 0.0, "g": 0.0} for s in seen.steps[:skip])
+    ramp = [s["b"] for s in seen.steps[skip:]]
+    expected = [2.0 * min(1.0, i / 8) for i in range(len(ramp))]  # 0, 0.25, ..., 2.0 at step 8
+    np.testing.assert_allclose(ramp, expected, rtol=1e-6)
+    np.testing.assert_allclose([s["a"] for s in seen.steps[skip:]], [0.2 * v for v in ramp], rtol=1e-6)
+    assert ramp[0] == 0.0 and ramp[-1] == 2.0
+    # a second fit ramps again from 0
+    seen.steps.clear()
+    pm.fit(x, y, epochs=1, batch_size=128, verbose=0, callbacks=[PushSchedule(warmup_steps=4), seen])
+    np.testing.assert_allclose([s["b"] for s in seen.steps], [0.0, 0.5, 1.0, 1.5, 2.0], rtol=1e-6)
+
+
+def test_push_schedule_warmup_steps_config_and_errors(digits):
+    cfg = PushSchedule(g=0.5, warmup_steps=30, start_epoch=2).get_config()
+    back = PushSchedule.from_config(cfg)
+    assert back.get_config() == cfg and back.warmup_steps == 30
+    assert back.weights_at(2, step=15)["g"] == pytest.approx(0.25)
+    assert back.weights_at(1, step=15)["g"] == 0.0
+    with pytest.raises(ValueError, match="warmup_steps=3.*warmup_epochs=1"):
+        PushSchedule(warmup_steps=3, warmup_epochs=1)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        PushSchedule(warmup_steps=-1)
+    # steps_per_execution: the ramp still ends at the targets
+    x, y = digits
+    pm = PushModel(_mlp(), push=PushLoss(a=0.0, b=1.0, g=0.0))
+    pm.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+               steps_per_execution=3)
+    seen = _WeightsInForce()  # 5 steps an epoch, run 3 at a time: steps 0, 3 | 5, 8
+    pm.fit(x, y, epochs=2, batch_size=128, verbose=0, callbacks=[PushSchedule(warmup_steps=4), seen])
+    np.testing.assert_allclose([s["b"] for s in seen.steps], [0.0, 0.75, 1.0, 1.0])

@@ -36,7 +36,7 @@ from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.importance import Importance, get_importance
 from tf_gpp.io import RoundCheckpoint
 from tf_gpp.profile import input_shape_from_data, profile
-from tf_gpp.prune.config import CompressConfig
+from tf_gpp.prune.config import PUSH_WARMUP_SHARE, CompressConfig
 from tf_gpp.prune.distill import Distiller
 from tf_gpp.prune.planner import validate_ignored_layers
 from tf_gpp.prune.pruner import Pruner
@@ -161,11 +161,15 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             best in docs/method.md §9; ``"gpp"``, the CVIU paper's pipeline: Fisher utility, top-M'
             final neurons, per-image deconv trace; ``"gpp_lda"``, ``"gpp_grad"``, ``"gpp_linear"``,
             ``"l1"``, ``"bn_scale"``, ``"random"``, or one registered) or an :class:`Importance`.
-        push: train with the push objective (``push_epochs``) before each prune, as GPP does
-            (``importance="gpp_lda", push=True``); off by default: within a short compression
-            budget the same epochs spent fine-tuning measured better (docs/method.md).
-        push_epochs, finetune_epochs: epochs of push training (only with ``push=True``) and of
-            fine-tuning, per round.
+        push: a push phase before round 1: ``push_epochs`` of training with the push objective
+            (:class:`~tf_gpp.PushLoss`, ``push_loss``), its weights ramped from 0 over the first
+            half of the phase, distilled from the unpruned model when ``distill`` is on; its epochs
+            come on top of fine-tuning, never out of it. Off by default (docs/method.md §7).
+        push_loss: the :class:`~tf_gpp.PushLoss` pushed with; ``None``: ``PushLoss()``.
+        push_every_round: also push ``push_epochs`` before every later round (the papers
+            alternate push and prune), on the pruned model; ``False`` (default): push once.
+        push_epochs, finetune_epochs: epochs of the push phase (only with ``push=True``) and of
+            fine-tuning per round.
         distill: fine-tune against the unpruned model's logits as well as the labels (on by
             default: it measured better for every criterion; logits classifiers only).
         distill_alpha, distill_temperature: the distillation's share of the loss and its
@@ -249,8 +253,8 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
     for r in range(start, cfg.rounds + 1):
         t0 = time.perf_counter()
         keras.utils.set_random_seed(cfg.seed + r)  # per-round seed: a resumed run replays the same round
-        if cfg.push:
-            pruner.model = train_kw.recalibrated(train_kw.push(pruner.model))
+        if cfg.push and (r == 1 or cfg.push_every_round):  # the push phase, on top of fine-tuning
+            pruner.model = train_kw.recalibrated(train_kw.push(pruner.model, teacher))
             pushed_model = pushed_model or pruner.model
         pruner.round = r - 1
         step = pruner.step(train, target_macs=target.macs if global_ else None,
@@ -486,16 +490,23 @@ class _Training:
         return float(model.evaluate(data, verbose=0, return_dict=True)[self.task.accuracy_key])
 
     @_label_errors
-    def push(self, model: keras.Model) -> keras.Model:
+    def push(self, model: keras.Model, teacher: keras.Model | None = None) -> keras.Model:
+        """``push_epochs`` of push training (the weights ramp from 0 over the first
+        ``PUSH_WARMUP_SHARE`` of its steps), distilled from ``teacher`` when given."""
         from tf_gpp.push import PushModel, PushSchedule
 
         epochs = self.cfg.push_epochs
         if epochs <= 0:
             return model
         pm = PushModel(model, push=self.cfg.push_loss)
-        self.compile(pm)
-        pm.fit(self.train, epochs=epochs, verbose=self.fit_verbose, shuffle=False,
-               callbacks=[PushSchedule(warmup_epochs=min(1, epochs - 1)), *self.callbacks])
+        trainer = pm
+        if teacher is not None and not self.task.probabilities and self.task.kind != "binary":
+            trainer = Distiller(pm, teacher, alpha=self.cfg.distill_alpha,
+                                temperature=self.cfg.distill_temperature)  # push: one output
+        self.compile(trainer, losses_of=model)
+        ramp = max(1, round(PUSH_WARMUP_SHARE * epochs * self.steps_per_epoch))
+        trainer.fit(self.train, epochs=epochs, verbose=self.fit_verbose, shuffle=False,
+                    callbacks=[PushSchedule(warmup_steps=ramp), *self.callbacks])
         return pm.strip()
 
     @functools.cached_property

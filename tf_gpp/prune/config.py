@@ -33,6 +33,9 @@ _NOT_IN_RECIPE = frozenset({"checkpoint_dir", "log_dir", "verbose", "callbacks"}
 #: the last round's fine-tuning, by default, in multiples of ``finetune_epochs``: its model is the
 #: one returned, and 4x measured best of the recovery recipes (docs/method.md, issue 22)
 FINAL_FINETUNE_FACTOR = 4
+#: the share of each push-training fit over which the push weights ramp from 0 to their targets
+#: (per optimizer step, :class:`~tf_gpp.push.PushSchedule`'s ``warmup_steps``)
+PUSH_WARMUP_SHARE = 0.5
 
 
 def _whole(value: Any, low: int) -> bool:
@@ -58,6 +61,7 @@ class CompressConfig:
     eta: float = 0.5
     eta_step: float = 0.25
     push_epochs: int = 2
+    push_every_round: bool = False
     finetune_epochs: int = 4
     final_finetune_epochs: int | None = None
     min_finetune_steps: int = 0
@@ -112,6 +116,19 @@ class CompressConfig:
             raise PruningRequestError("strategy='global' needs target_macs or target_params (a fraction like 0.3)")
         if not _whole(self.rounds, 1):
             raise PruningRequestError(f"rounds={self.rounds}: must be >= 1")
+        if not isinstance(self.push_every_round, bool | np.bool_):
+            raise PruningRequestError(
+                f"push_every_round={self.push_every_round!r}: True (push before every round) or False "
+                "(push once, before round 1)")
+        if self.push_every_round and not self.push:
+            raise PruningRequestError("push_every_round=True pushes only with push=True: pass push=True as well")
+        if self.push_loss is not None:
+            from tf_gpp.push import PushLoss
+
+            if not isinstance(self.push_loss, PushLoss):
+                raise PruningRequestError(
+                    f"push_loss={self.push_loss!r}: a tf_gpp.PushLoss (e.g. PushLoss(a=0.1, b=1.0, g=0.0)) "
+                    "or None for the defaults")
         for name in ("push_epochs", "finetune_epochs", "final_finetune_epochs"):
             value = getattr(self, name)
             if value is not None and not _whole(value, 0):

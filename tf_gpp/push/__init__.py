@@ -8,6 +8,7 @@
 
 from tf_gpp.push.callbacks import PushSchedule
 from tf_gpp.push.losses import (
+    DECORRELATION_FORMS,
     SEPARATION_FORMS,
     PushLoss,
     alignment_loss,
@@ -30,4 +31,5 @@ __all__ = [
     "batch_class_stats",
     "PUSH_TERMS",
     "SEPARATION_FORMS",
+    "DECORRELATION_FORMS",
 ]

@@ -12,7 +12,11 @@ means mu_c, batch mean mu and residuals R = F - mu_{y}::
   LDA form ``-(1/K) sum_{k<K} log(1 + lambda_k)`` (``form="lda"``: eigenvalues of
   ``(Sw + r I)^{-1/2} Sb (Sw + r I)^{-1/2}``, K = classes in the batch - 1);
 * decorrelation ``L_cov`` = mean squared off-diagonal entry of the within-class
-  correlation matrix ``R^T R / sqrt(d_i d_j)`` (``d`` = its diagonal + a small floor);
+  correlation matrix ``R^T R / sqrt(d_i d_j)`` (``d`` = its diagonal + a small floor)
+  (``decorrelation="within"``), plus the same of the between-class correlation matrix
+  (from ``Sb = sum_c n_c (mu_c - mu)(mu_c - mu)^T / B``) with ``decorrelation="both"``.
+  ``Sb`` has rank <= C - 1, so its term cannot reach 0 when M > C - 1: it spreads the
+  class means over the neurons rather than zeroing their correlations;
 * alignment ``L_align = relu(ratio - sqrt(k)) / (sqrt(M) - sqrt(k))`` with
   ``ratio = ||s||_1 / ||s||_2``, ``s_j = sqrt(relu(v_j - tau) + delta)``, in [0, 1].
   ``ratio^2`` is the participation ratio — the effective number of neurons
@@ -60,9 +64,12 @@ __all__ = [
     "alignment_loss",
     "push_terms",
     "SEPARATION_FORMS",
+    "DECORRELATION_FORMS",
 ]
 
 SEPARATION_FORMS = ("diagonal", "lda")
+#: which class-conditional correlation matrices ``L_cov`` decorrelates
+DECORRELATION_FORMS = ("within", "both")
 _TINY = 1e-12
 
 
@@ -154,10 +161,9 @@ def _separation(st: dict[str, tf.Tensor], eps: float, form: str) -> tf.Tensor:
     raise ValueError(f"unknown separation form {form!r}; choose one of {SEPARATION_FORMS}")
 
 
-def _decorrelation(st: dict[str, tf.Tensor], eps: float) -> tf.Tensor:
-    resid, batch = st["residual"], st["batch"]
-    m = tf.shape(resid)[1]
-    cov = tf.matmul(resid, resid, transpose_a=True) / batch
+def _off_diagonal_corr(cov: tf.Tensor, eps: float) -> tf.Tensor:
+    """Mean squared off-diagonal entry of the correlation matrix of ``cov`` (M, M)."""
+    m = tf.shape(cov)[0]
     diag = tf.linalg.diag_part(cov)
     d = diag + eps * tf.reduce_mean(diag) + _TINY
     inv_sd = tf.math.rsqrt(d)
@@ -167,11 +173,24 @@ def _decorrelation(st: dict[str, tf.Tensor], eps: float) -> tf.Tensor:
     return tf.where(pairs > 0, off / tf.maximum(pairs, 1.0), 0.0)
 
 
+def _decorrelation(st: dict[str, tf.Tensor], eps: float, form: str = "within") -> tf.Tensor:
+    resid, batch = st["residual"], st["batch"]
+    within = _off_diagonal_corr(tf.matmul(resid, resid, transpose_a=True) / batch, eps)
+    if form == "within":
+        return within
+    if form == "both":
+        cm, counts = st["centered_means"], st["counts"]
+        between = tf.matmul(cm * counts[:, None], cm, transpose_a=True) / batch
+        return within + _off_diagonal_corr(between, eps)
+    raise ValueError(f"unknown decorrelation form {form!r}; choose one of {DECORRELATION_FORMS}")
+
+
 def decorrelation_loss(
-    features: Any, labels: Any, num_classes: int, eps: float = 1e-3
+    features: Any, labels: Any, num_classes: int, eps: float = 1e-3, form: str = "within"
 ) -> tf.Tensor:
-    """``L_cov``: mean squared off-diagonal entry of the within-class correlation matrix."""
-    return _decorrelation(batch_class_stats(features, labels, num_classes, eps), eps)
+    """``L_cov``: mean squared off-diagonal entry of the within-class correlation matrix
+    (``form="within"``), plus that of the between-class one (``form="both"``)."""
+    return _decorrelation(batch_class_stats(features, labels, num_classes, eps), eps, form)
 
 
 def _alignment(st: dict[str, tf.Tensor], target: float) -> tf.Tensor:
@@ -214,12 +233,14 @@ def push_terms(
     eps: float = 1e-3,
     form: str = "diagonal",
     align_target: float | None = None,
+    decorrelation: str = "within",
 ) -> dict[str, tf.Tensor]:
-    """All three unweighted terms ``{"sep", "cov", "align"}`` from one shared pass."""
+    """All three unweighted terms ``{"sep", "cov", "align"}`` from one shared pass
+    (``form``: the separation's, ``decorrelation``: which correlation matrices ``L_cov`` takes)."""
     st = batch_class_stats(features, labels, num_classes, eps)
     return {
         "sep": _separation(st, eps, form),
-        "cov": _decorrelation(st, eps),
+        "cov": _decorrelation(st, eps, decorrelation),
         "align": _alignment(st, _target(num_classes, align_target)),
     }
 
@@ -239,6 +260,8 @@ class PushLoss(keras.losses.Loss):
         eps: relative shrinkage of the within-class variance.
         align_target: effective number of discriminant neurons the alignment term
             aims at; default ``num_classes - 1``.
+        decorrelation: ``"within"`` (the within-class correlation matrix) or ``"both"``
+            (within- and between-class, each weighted ``b``).
     """
 
     def __init__(
@@ -250,12 +273,16 @@ class PushLoss(keras.losses.Loss):
         separation: str = "diagonal",
         eps: float = 1e-3,
         align_target: float | None = None,
+        decorrelation: str = "within",
         name: str = "push_loss",
         **kwargs: Any,
     ):
         super().__init__(name=name, **kwargs)
         if separation not in SEPARATION_FORMS:
             raise ArgumentError(f"separation must be one of {SEPARATION_FORMS}, got {separation!r}")
+        if decorrelation not in DECORRELATION_FORMS:
+            raise ArgumentError(
+                f"decorrelation must be one of {DECORRELATION_FORMS}, got {decorrelation!r}")
         if not eps > 0:
             raise ArgumentError(f"eps must be > 0, got {eps}")
         for key, value in (("a", a), ("b", b), ("g", g)):
@@ -264,6 +291,7 @@ class PushLoss(keras.losses.Loss):
         self.a, self.b, self.g = float(a), float(b), float(g)
         self.num_classes = None if num_classes is None else int(num_classes)
         self.separation = separation
+        self.decorrelation = decorrelation
         self.eps = float(eps)
         if align_target is not None and align_target < 1:
             raise ArgumentError(f"align_target must be >= 1, got {align_target}")
@@ -280,7 +308,8 @@ class PushLoss(keras.losses.Loss):
                 c = int(y.shape[-1])
             else:
                 raise ValueError("PushLoss needs num_classes for sparse labels.")
-        return push_terms(features, labels, int(c), self.eps, self.separation, self.align_target)
+        return push_terms(features, labels, int(c), self.eps, self.separation, self.align_target,
+                          self.decorrelation)
 
     def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
         t = self.terms(y_pred, y_true)
@@ -294,6 +323,7 @@ class PushLoss(keras.losses.Loss):
             g=self.g,
             num_classes=self.num_classes,
             separation=self.separation,
+            decorrelation=self.decorrelation,
             eps=self.eps,
             align_target=self.align_target,
         )

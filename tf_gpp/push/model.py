@@ -11,11 +11,16 @@ Mechanism (Keras 3 native, no custom training loop):
   ``tf.distribute`` replicas never see each other's features; if the keys do
   not match the features are recomputed from ``x``).
 * ``compute_loss`` (the public Keras 3 hook used by ``train_step`` and
-  ``test_step``) adds ``a*L_sep + b*L_cov + g*L_align`` to the compiled loss
-  and records each term in the ``push_sep``/``push_cov``/``push_align`` metrics,
+  ``test_step``) adds :meth:`PushModel.push_loss`, ``a*L_sep + b*L_cov + g*L_align``,
+  to the compiled loss; ``push_loss`` records each term in the
+  ``push_sep``/``push_cov``/``push_align`` metrics (:attr:`PushModel.push_metrics`),
   so they appear in the progress bar, ``History`` and TensorBoard (with a
   ``val_`` prefix during validation; the validation loss includes the push
   terms, as it includes regularisation losses).
+* A wrapper that trains a ``PushModel`` as its sub-model (e.g.
+  :class:`~tf_gpp.prune.distill.Distiller`, with the ``PushModel`` as student) adds
+  ``student.push_loss(x, y, y_pred)`` to its own loss and lists ``push_metrics``
+  and ``push_weights``, so push and its schedule compose with it.
 * The weights a, b, g are non-trainable scalar weights (``push_a`` …), so
   :class:`~tf_gpp.push.PushSchedule` changes them between epochs without
   retracing the train function.
@@ -142,6 +147,11 @@ class PushModel(keras.Model):
         """Feature-layer activations for ``x``."""
         return self._view.model(x, training=training)[0]
 
+    @property
+    def push_metrics(self) -> list[keras.metrics.Metric]:
+        """The trackers of the unweighted push terms (``PUSH_TERMS``)."""
+        return list(self._trackers.values())
+
     def compute_loss(
         self,
         x: Any = None,
@@ -153,6 +163,16 @@ class PushModel(keras.Model):
         total = super().compute_loss(x, y, y_pred, sample_weight, training=training)
         if y is None:
             return total
+        return total + tf.cast(self.push_loss(x, y, y_pred, training=training), total.dtype)
+
+    def push_loss(self, x: Any, y: Any, y_pred: Any, training: bool = True) -> tf.Tensor:
+        """The weighted push term ``a*L_sep + b*L_cov + g*L_align`` of one batch (float32),
+        with each term recorded in :attr:`push_metrics`.
+
+        ``y_pred`` is this model's output for ``x`` (its features are reused when it is the
+        tensor :meth:`call` returned, else recomputed from ``x``). Under ``tf.distribute`` it
+        is scaled by ``1/replicas`` like the compiled loss.
+        """
         pair = getattr(self._stash, "pair", None)
         self._stash.pair = None
         if pair is not None and pair[0] is y_pred:
@@ -170,7 +190,7 @@ class PushModel(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if replicas > 1:
             push = push / replicas
-        return total + tf.cast(push, total.dtype)
+        return push
 
     # ------------------------------------------------------------------ export / config
     def strip(self, copy: bool = True) -> keras.Model:
