@@ -12,7 +12,7 @@ options, paired per seed (same base, same data). Push rows push ``P`` epochs bef
   epochs equal the no-push run's 28 (with ``push_every_round`` each round gives ``P`` of its own);
 * ``own`` (push on top): fine-tuning keeps its 28 epochs and push adds ``P`` (``4P`` every round).
 
-Reported: test accuracy of the returned (last-round, <= 30% MACs) model, its paired difference
+Reported: test accuracy of the returned (last-round, <= 30% MACs, or ``--target``) model, its paired difference
 to ``no_push``, compress's validation accuracy, and, right after the (first) push phase, the
 mean within-class |corr| of the 64 feature neurons (pooled within-class correlation on the
 training images; for ``no_push`` the base model's) and their top-25% Fisher share.
@@ -21,6 +21,7 @@ Usage::
 
     python tools/ablation_push.py                    # every row, 3 seeds (~15 min, 1 TF thread)
     python tools/ablation_push.py --rows no_push,wb10_eq --seeds 1
+    python tools/ablation_push.py --target 0.1 --rows old_eq,wb10_g0.1_eq,wb10_g0.1_own --stem ablation_push_10
 
 Writes ``benchmarks/results/ablation_push.{json,md,png}``; runs are cached (JSONL, keyed by the
 row's options, the seed and compress's defaults) in ``benchmarks/cache/ablation_push.jsonl``.
@@ -216,7 +217,7 @@ def write(summary: list[dict], payload: dict, out: Path, stem: str) -> None:
 
     base_test = np.mean([r["base_test_accuracy"] for r in payload["runs"]])
     lines = [
-        "# The push objective term by term, inside compress (digits, 30% MACs)", "",
+        f"# The push objective term by term, inside compress (digits, {100 * TARGET:.0f}% MACs)", "",
         f"Command: `{payload['command']}`  ", machine_line(payload["machine"]) + f" Wall time "
         f"{payload['elapsed_s'] / 60:.1f} min (cached runs count 0).", "",
         "tools/ablation.py's BN CNN (64 GAP feature neurons) and split (1150 train / 288 val / 359 test); "
@@ -262,11 +263,13 @@ def write(summary: list[dict], payload: dict, out: Path, stem: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global TARGET
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default=",".join(ROWS), help=f"subset of {','.join(ROWS)}")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--target", type=float, default=TARGET, help="target_macs (default %(default)s)")
     parser.add_argument("--stem", default="ablation_push")
     parser.add_argument("--cache", type=Path, default=REPO / "benchmarks" / "cache" / "ablation_push.jsonl")
     args = parser.parse_args(argv)
@@ -276,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(ROWS)}")
     if "no_push" not in rows:
         rows.insert(0, "no_push")  # the paired reference
+    TARGET = args.target
     set_threads(args.threads)
     started = time.time()
 
