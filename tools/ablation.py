@@ -5,7 +5,8 @@ A small CNN (conv-BN-ReLU 16-32-pool-64, global average pooling -> 64 feature
 neurons, Dense(10); BatchNorm momentum 0.9) is trained per seed, then compressed
 to ~30% of its MACs by ``tf_gpp.compress`` (global ranking, 2 rounds) with:
 
-* ``full``        push a=0.1, b=0.1, g=1 (``PushLoss()`` defaults), fisher utility, deconv trace;
+* ``full``        push a=0.1, b=0.1, g=1 (``PushLoss``'s defaults before issue 23), fisher utility,
+  deconv trace; push configs push before every round (``push_every_round=True``, this protocol);
 * ``a=0``/``b=0``/``g=0``  one push term off;
 * ``no_push``     push off entirely (the CVIU LDA-prune; fine-tune epochs raised so the
   total training epochs per round are equal);
@@ -163,7 +164,7 @@ def run(config: str, seed: int, data: dict, log: Any) -> dict:
         base, (data["x_train"], data["y_train"]), (data["x_val"], data["y_val"]),
         target_macs=TARGET, importance=importance, push=push,
         push_loss=tf_gpp.PushLoss(**spec["loss"]) if push else None,
-        rounds=ROUNDS, push_epochs=PUSH_EPOCHS if push else 0,
+        rounds=ROUNDS, push_epochs=PUSH_EPOCHS if push else 0, push_every_round=push,
         finetune_epochs=FINETUNE_EPOCHS if push else PUSH_EPOCHS + FINETUNE_EPOCHS,
         max_accuracy_drop=1.0, learning_rate=LR, batch_size=BATCH, seed=seed, verbose=0,
         callbacks=[probe],

@@ -54,6 +54,8 @@ import benchmark_specialize as spec  # noqa: E402
 import numpy as np  # noqa: E402
 from _report import set_threads  # noqa: E402
 
+#: PushLoss's defaults before issue 23, with which this study's push rows ran
+PREVIOUS_PUSH = {"a": 0.1, "b": 0.1, "g": 1.0}
 #: name -> (compress kwargs, task base kind); ``"push_loss_g"`` builds a PushLoss with that g.
 RECIPES: dict[str, dict[str, Any]] = {
     "push": {"importance": "gpp_lda", "push": True, "rounds": 2, "push_epochs": 1, "finetune_epochs": 1},
@@ -86,8 +88,9 @@ def compress_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
     import tf_gpp
 
     kw = {k: v for k, v in recipe.items() if k not in ("base", "push_loss_g")}
-    if "push_loss_g" in recipe:
-        kw["push_loss"] = tf_gpp.PushLoss(g=recipe["push_loss_g"])
+    if kw.get("push"):  # this study's protocol: push before every round, the loss of its results
+        kw["push_every_round"] = True
+        kw["push_loss"] = tf_gpp.PushLoss(**{**PREVIOUS_PUSH, "g": recipe.get("push_loss_g", 1.0)})
     return kw
 
 
@@ -142,7 +145,7 @@ class Study:
         if kind == "plain":
             spec.fit(keras, model, d["x_train"], d["y_train"], epochs, self.run["base_lr"], bs, seed)
         else:
-            pushed = tf_gpp.PushModel(model)
+            pushed = tf_gpp.PushModel(model, push=tf_gpp.PushLoss(**PREVIOUS_PUSH))
             steps = epochs * -(-len(d["y_train"]) // bs)
             pushed.compile(optimizer=spec.cosine_adam(keras, self.run["base_lr"], steps),
                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
