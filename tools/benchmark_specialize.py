@@ -539,6 +539,7 @@ class Runner:
         result = tf_gpp.compress(base, (d["x_train"], d["y_train"]), (d["x_val"], d["y_val"]), target_macs=budget,
                                  seed=seed, checkpoint_dir=ckpt, verbose=1, **call)
         seconds = time.time() - t0
+        resolved = tf_gpp.prune.CompressConfig(target_macs=budget, **call)  # the epochs compress's defaults gave
         pm, pa = tf_gpp.profile(result.model), tf_gpp.profile(result.most_accurate)
         rec = {
             "accuracy": accuracy(result.model, d["x_test"], d["y_test"]),
@@ -548,9 +549,7 @@ class Runner:
             "base_val_accuracy": result.base_accuracy, "seconds": round(seconds, 1),
             "importance": spec["importance"], "push": push, "distill": r["distill"], **epochs,
             "rounds": call["rounds"], "recipe": spec.get("recipe"), "history": result.to_dict()["history"],
-            "finetune_epochs_per_round": [
-                tf_gpp.prune.CompressConfig(target_macs=budget, **call).epochs_of_round(i)
-                for i in range(1, (call["rounds"] or 1) + 1)],
+            "finetune_epochs_per_round": [resolved.epochs_of_round(i) for i in range(1, resolved.rounds + 1)],
             "compress_defaults_key": _key(compress_defaults()),
         }
         if self.keep_tflite(seed):

@@ -280,8 +280,7 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             within_tolerance=None if cfg.max_accuracy_drop is None else acc >= base_acc - cfg.max_accuracy_drop,
         )
         models[r] = slim
-        met = (target.macs is None or p.macs <= target.macs) and (target.params is None or p.params <= target.params)
-        done = (global_ and met) or rec.within_tolerance is False
+        done = (global_ and target.reached_by(p)) or rec.within_tolerance is False
         history.append(rec)
         if ckpt is not None:
             name = f"round_{r}.keras"
@@ -307,7 +306,7 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
     within = [h for h in history if h.within_tolerance]
     smallest = min(within, key=lambda h: h.macs) if within else None
     last = history[-1]
-    met = (target.macs is None or last.macs <= target.macs) and (target.params is None or last.params <= target.params)
+    met = target.reached_by(last)
     if cfg.max_accuracy_drop is None:
         chosen = last
     else:
@@ -489,6 +488,15 @@ class _Training:
         self.compile(model, 1e-3, train=False)
         return float(model.evaluate(data, verbose=0, return_dict=True)[self.task.accuracy_key])
 
+    def distilled(self, student: keras.Model, teacher: keras.Model | None) -> keras.Model:
+        """``student`` wrapped in a :class:`Distiller` from ``teacher`` (logits classifiers only;
+        a multi-output model distils its classifier output), else ``student`` itself."""
+        if teacher is None or self.task.probabilities or self.task.kind == "binary":
+            return student
+        index = self.task.output_index if self.task.num_outputs > 1 else None
+        return Distiller(student, teacher, alpha=self.cfg.distill_alpha,
+                         temperature=self.cfg.distill_temperature, output=index)
+
     @_label_errors
     def push(self, model: keras.Model, teacher: keras.Model | None = None) -> keras.Model:
         """``push_epochs`` of push training (the weights ramp from 0 over the first
@@ -499,10 +507,7 @@ class _Training:
         if epochs <= 0:
             return model
         pm = PushModel(model, push=self.cfg.push_loss)
-        trainer = pm
-        if teacher is not None and not self.task.probabilities and self.task.kind != "binary":
-            trainer = Distiller(pm, teacher, alpha=self.cfg.distill_alpha,
-                                temperature=self.cfg.distill_temperature)  # push: one output
+        trainer = self.distilled(pm, teacher)
         self.compile(trainer, losses_of=model)
         ramp = max(1, round(PUSH_WARMUP_SHARE * epochs * self.steps_per_epoch))
         trainer.fit(self.train, epochs=epochs, verbose=self.fit_verbose, shuffle=False,
@@ -528,11 +533,7 @@ class _Training:
         epochs = self.finetune_epochs(epochs)
         if epochs <= 0:
             return slim
-        trainer = slim
-        if teacher is not None and not self.task.probabilities and self.task.kind != "binary":
-            index = self.task.output_index if self.task.num_outputs > 1 else None
-            trainer = Distiller(slim, teacher, alpha=self.cfg.distill_alpha,
-                                temperature=self.cfg.distill_temperature, output=index)
+        trainer = self.distilled(slim, teacher)
         self.compile(trainer, losses_of=slim)
         trainer.fit(self.train, epochs=epochs, verbose=self.fit_verbose, shuffle=False, callbacks=self.callbacks)
         return slim

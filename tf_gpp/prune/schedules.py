@@ -36,6 +36,11 @@ class Cost:
     macs: int | None = None
     params: int | None = None
 
+    def reached_by(self, cost: Any) -> bool:
+        """Whether ``cost`` (anything with ``macs`` and ``params``) meets this target on every
+        figure it sets."""
+        return (self.macs is None or cost.macs <= self.macs) and (self.params is None or cost.params <= self.params)
+
 
 def resolve_target(target: float | None, base: int, name: str) -> int | None:
     """A target given as a fraction of ``base`` (in (0, 1]) or an absolute count (> 1) -> count."""
@@ -155,7 +160,7 @@ class Threshold(PruningSchedule):
     def plan(self, dep, scores, constraints, *, round, rounds, base, target):  # noqa: D102
         if target.macs is not None or target.params is not None:
             params, macs = estimate_cost(dep, {})
-            if (target.macs is None or macs <= target.macs) and (target.params is None or params <= target.params):
+            if target.reached_by(Cost(macs, params)):
                 return {}
         return plan_threshold(dep, scores, self.eta_at(round), constraints)
 
