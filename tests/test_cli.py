@@ -278,6 +278,11 @@ def test_cli_defaults_are_the_library_defaults():
     assert args.epochs_per_round == defaults["epochs_per_round"].default
     args = build_parser().parse_args(["compress", "m.keras", "--data", "digits", "--target-macs", "0.3"])
     assert args.max_accuracy_drop is None  # a target is a target unless a tolerance is asked for
+    from tf_gpp.prune.config import STRATEGIES
+
+    strategy = next(a for a in build_parser()._subparsers._group_actions[0].choices["compress"]._actions
+                    if a.dest == "strategy")
+    assert sorted(strategy.choices) == sorted(STRATEGIES)
 
 
 def test_unsupported_layer_two_lines_and_dump_only_with_verbose(tmp_path, capsys):

@@ -212,7 +212,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
     has_target = args.target_macs is not None or args.target_params is not None
     strategy = args.strategy or "global"
-    if strategy == "global" and not has_target:
+    if strategy != "threshold" and not has_target:
         raise UserError("compress needs --target-macs or --target-params (a fraction of the base model such "
                         "as 0.3); or pass --strategy threshold for the paper's eta*std rule without a size target")
     given = {name: getattr(args, name) for name in ("importance", "push", "rounds", "push_epochs",
@@ -371,9 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", help="output .keras (default: <model>_gpp.keras)")
     sp.add_argument("--target-macs", type=float, help="fraction of base MACs (e.g. 0.3) or absolute")
     sp.add_argument("--target-params", type=float, help="fraction of base params or absolute")
-    sp.add_argument("--strategy", choices=["global", "threshold"], default=None,
-                    help="global (default: rank all channels to the target) or threshold (the paper's "
-                    "eta*std per layer, no size target)")
+    sp.add_argument("--strategy", choices=["global", "per_layer", "threshold"], default=None,
+                    help="global (default: rank all channels to the target), per_layer (the paper's eta*std "
+                    "per layer, eta chosen to reach the target) or threshold (eta*std, no size target)")
     sp.add_argument("--max-accuracy-drop", type=float, default=None,
                     help="stop at the first round more than this below the base validation accuracy and "
                     "keep the smallest round within it (e.g. 0.02 = 2 points); default: none, every round "

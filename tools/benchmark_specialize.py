@@ -118,6 +118,17 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 CRITERIA.update({name: {"importance": "taylor", "push": False, "label": f"default + {recipe}", "recipe": recipe}
                  for name, recipe in RECIPES.items()})
+#: the papers' path on compress's own defaults (issue 23): the CVIU pipeline with and without push, and its
+#: per-layer eta*std rule (eta chosen to reach each round's target) against the global ranking
+PAPER_RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {"importance": "gpp", "push": True},
+    "gpp_defaults": {"importance": "gpp"},
+    "gpp_per_layer": {"importance": "gpp", "strategy": "per_layer"},
+    "paper_per_layer": {"importance": "gpp", "push": True, "strategy": "per_layer"},
+}
+CRITERIA.update({name: {"importance": recipe["importance"], "push": recipe.get("push", False),
+                        "label": "defaults + " + ", ".join(f"{k}={v!r}" for k, v in recipe.items()), "recipe": recipe}
+                 for name, recipe in PAPER_RECIPES.items()})
 BASELINES: dict[str, str] = {
     "base": "task base (generalist + new head, fine-tuned): upper bound",
     "scratch": "width-multiplier MobileNetV2 from scratch, equal epochs",

@@ -107,3 +107,52 @@ def test_planner_on_dynamic_model_prices_at_the_given_shape():
     f1, f2 = slim.get_layer("c1").filters, slim.get_layer("c2").filters
     units = slim.get_layer("fc").units
     assert measured.macs == 16 * 16 * 9 * (3 * f1 + f1 * f2) + f2 * units + units * 3
+
+
+def test_per_layer_threshold_is_one_eta_times_std_meeting_the_target():
+    """strategy="per_layer": every group cut at ``eta * std`` of its non-zero scores, with the
+    smallest single eta whose plan meets the target (reference: the rule written out by hand,
+    eta swept over every candidate value)."""
+    m = cnn()
+    dep = DependencyGraph(m)
+    s = scores(dep, seed=3)
+    first = dep.groups[0].index
+    s[first][:5] = 0.0  # zero utility (units outside CVIU's top-M'): below any eta > 0
+    base = tf_gpp.profile(m).macs
+    target = int(0.45 * base)
+    plan = tf_gpp.prune.PerLayerThreshold(rounds=1).plan(
+        dep, s, Constraints(), round=1, rounds=1, base=tf_gpp.prune.schedules.Cost(base, None),
+        target=tf_gpp.prune.schedules.Cost(target, None))
+
+    spread = {g: float(np.std(v[v != 0])) for g, v in s.items()}
+
+    def by_hand(eta: float) -> dict:
+        out = {}
+        for g, v in s.items():
+            cut = [int(u) for u in np.flatnonzero(v < eta * spread[g])]
+            cut = sorted(np.argsort(v, kind="stable")[:min(len(cut), len(v) - 1)].tolist())  # >= 1 kept
+            if cut:
+                out[g] = cut
+        return out
+
+    etas = sorted({float(x / spread[g]) + 1e-9 for g, v in s.items() for x in v})
+    eta = next(e for e in etas if estimate_cost(dep, by_hand(e))[1] <= target)
+    assert estimate_cost(dep, plan)[1] <= target
+    assert {g: sorted(u) for g, u in plan.items()} == by_hand(eta)
+    assert set(range(5)) <= set(plan[first])
+
+
+def test_per_layer_strategy_reaches_the_target_in_compress():
+    from tf_gpp.prune.config import CompressConfig
+    from tf_gpp.prune.schedules import PerLayerThreshold, get, serialize
+
+    assert get(serialize(PerLayerThreshold(rounds=3))) == PerLayerThreshold(rounds=3)
+    assert CompressConfig(target_macs=0.3, strategy="per_layer").schedule() == PerLayerThreshold(rounds=4)
+    with pytest.raises(tf_gpp.PruningRequestError, match="per_layer.*needs target_macs"):
+        CompressConfig(strategy="per_layer").validate()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 4, 96)
+    res = tf_gpp.compress(cnn(), (x, y), (x, y), target_macs=0.4, strategy="per_layer", rounds=2,
+                          finetune_epochs=0, final_finetune_epochs=0, verbose=0)
+    assert res.target_met and tf_gpp.profile(res.model).macs <= 0.4 * tf_gpp.profile(cnn()).macs

@@ -15,7 +15,7 @@ from tf_gpp.prune.planner import (
     plan_threshold,
 )
 from tf_gpp.prune.pruner import Pruner, PruneResult
-from tf_gpp.prune.schedules import Geometric, Threshold
+from tf_gpp.prune.schedules import Geometric, PerLayerThreshold, Threshold
 
 __all__ = [
     "ChannelMask",
@@ -24,6 +24,7 @@ __all__ = [
     "Constraints",
     "Distiller",
     "Geometric",
+    "PerLayerThreshold",
     "PruneResult",
     "Pruner",
     "PruningCallback",

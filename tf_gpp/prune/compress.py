@@ -152,7 +152,7 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             a list in output order). It is scored, distilled and drives the importance; the
             other outputs train with the model's own compiled losses (compile it first).
         target_macs, target_params: fraction of the base model (<= 1) or absolute
-            count; with ``strategy="global"`` at least one is required.
+            count; required unless ``strategy="threshold"``.
         max_accuracy_drop: ``None`` (default): every round runs and the target is reached; the
             returned model is the last round's. A fraction (0.02 = 2 points): the run stops after
             the first round that falls more than that below the base validation accuracy, and
@@ -174,8 +174,11 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             default: it measured better for every criterion; logits classifiers only).
         distill_alpha, distill_temperature: the distillation's share of the loss and its
             softmax temperature (``(1-alpha) * task + alpha * T^2 * KL``).
-        strategy: ``"global"`` (ranking to the target) or ``"threshold"`` (per-group
-            ``eta * std``, eta raised by ``eta_step`` each round).
+        strategy: ``"global"`` (ranking to the target, each group's scores over their mean),
+            ``"per_layer"`` (the CVIU per-group ``eta * std`` rule, with the one ``eta`` that
+            meets each round's target: :class:`~tf_gpp.prune.schedules.PerLayerThreshold`) or
+            ``"threshold"`` (per-group ``eta * std``, eta raised by ``eta_step`` each round, no
+            size target).
         round_to, min_channels, ignored_layers: structural constraints.
         checkpoint_dir: where each round is saved; an interrupted run resumes.
         log_dir: TensorBoard folder for per-round MACs, params and accuracy scalars
@@ -212,10 +215,10 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
                                         seed=cfg.seed, output=cfg.output, require_validation=True)
     input_shape = input_shape_from_data(model, train)  # the data's size prices dynamic dimensions
     base = profile(model, input_shape=input_shape)
-    global_ = cfg.strategy == "global"
+    sized = cfg.sized
     target = Cost(resolve_target(cfg.target_macs, base.macs, "target_macs"),
                   resolve_target(cfg.target_params, base.params, "target_params"))
-    if global_ and all(t is None or t >= b for t, b in ((target.macs, base.macs), (target.params, base.params))):
+    if sized and all(t is None or t >= b for t, b in ((target.macs, base.macs), (target.params, base.params))):
         raise PruningRequestError(
             f"target_macs={cfg.target_macs}, target_params={cfg.target_params}: the base model "
             f"({base.macs:,} MACs, {base.params:,} params) already meets it, nothing to prune; "
@@ -257,8 +260,8 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             pruner.model = train_kw.recalibrated(train_kw.push(pruner.model, teacher))
             pushed_model = pushed_model or pruner.model
         pruner.round = r - 1
-        step = pruner.step(train, target_macs=target.macs if global_ else None,
-                           target_params=target.params if global_ else None, schedule=sched)
+        step = pruner.step(train, target_macs=target.macs if sized else None,
+                           target_params=target.params if sized else None, schedule=sched)
         if not step.plan:
             if cfg.verbose:
                 print(f"[tf_gpp] round {r}: nothing left to remove under the constraints; stopping")
@@ -280,7 +283,7 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             within_tolerance=None if cfg.max_accuracy_drop is None else acc >= base_acc - cfg.max_accuracy_drop,
         )
         models[r] = slim
-        done = (global_ and target.reached_by(p)) or rec.within_tolerance is False
+        done = (sized and target.reached_by(p)) or rec.within_tolerance is False
         history.append(rec)
         if ckpt is not None:
             name = f"round_{r}.keras"
@@ -317,7 +320,7 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
                 f"{base_acc:.4f}; returning the most accurate round ({best.round}: {best.accuracy:.4f} at "
                 f"{100 * best.macs_ratio:.1f}% MACs). Give more fine-tuning (finetune_epochs, "
                 "final_finetune_epochs), a milder target, or more rounds.", UserWarning, stacklevel=2)
-    if global_ and not met:
+    if sized and not met:
         warnings.warn(
             f"target not reached: the last round has {last.macs:,} MACs / {last.params:,} params "
             f"(target_macs={cfg.target_macs}, target_params={cfg.target_params}); the constraints "
@@ -333,7 +336,7 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
         history=history,
         pushed_model=pushed_model,
         chosen_round=chosen.round,
-        target_met=met if global_ else None,
+        target_met=met if sized else None,
     )
     note = result.gap_note()
     if note:

@@ -22,11 +22,17 @@ from tf_gpp.errors import PruningRequestError
 from tf_gpp.importance import DEFAULT_IMPORTANCE, Importance, get_importance
 from tf_gpp.io import recipe_json
 from tf_gpp.prune.planner import Constraints
-from tf_gpp.prune.schedules import Geometric, PruningSchedule, Threshold, resolve_target
+from tf_gpp.prune.schedules import (
+    Geometric,
+    PerLayerThreshold,
+    PruningSchedule,
+    Threshold,
+    resolve_target,
+)
 
 __all__ = ["STRATEGIES", "CompressConfig"]
 
-STRATEGIES = ("global", "threshold")
+STRATEGIES = ("global", "per_layer", "threshold")
 LR_SCHEDULES = ("cosine", "constant")
 #: options that change nothing compress computes: a resumed run may differ in them
 _NOT_IN_RECIPE = frozenset({"checkpoint_dir", "log_dir", "verbose", "callbacks"})
@@ -111,9 +117,10 @@ class CompressConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             raise PruningRequestError(f"lr_schedule={self.lr_schedule!r}: choose 'cosine' or 'constant'")
         if self.strategy not in STRATEGIES:
-            raise PruningRequestError(f"strategy={self.strategy!r}: choose 'global' or 'threshold'")
-        if self.strategy == "global" and self.target_macs is None and self.target_params is None:
-            raise PruningRequestError("strategy='global' needs target_macs or target_params (a fraction like 0.3)")
+            raise PruningRequestError(f"strategy={self.strategy!r}: choose 'global', 'per_layer' or 'threshold'")
+        if self.sized and self.target_macs is None and self.target_params is None:
+            raise PruningRequestError(f"strategy={self.strategy!r} needs target_macs or target_params (a fraction "
+                                      "like 0.3); strategy='threshold' prunes without a size target")
         if not _whole(self.rounds, 1):
             raise PruningRequestError(f"rounds={self.rounds}: must be >= 1")
         if not isinstance(self.push_every_round, bool | np.bool_):
@@ -149,7 +156,7 @@ class CompressConfig:
         for name in ("target_macs", "target_params"):
             resolve_target(getattr(self, name), 1, name)  # a fraction in (0, 1] or a whole count
         targets = [t for t in (self.target_macs, self.target_params) if t is not None]
-        if self.strategy == "global" and targets and all(t == 1 for t in targets):
+        if self.sized and targets and all(t == 1 for t in targets):
             raise PruningRequestError(
                 f"target_macs={self.target_macs}, target_params={self.target_params}: a fraction of 1 keeps "
                 "the whole model, the base model already meets it, nothing to prune; give a fraction below 1 "
@@ -183,11 +190,20 @@ class CompressConfig:
         return Constraints(self.round_to, self.min_channels, self.ignored_layers)
 
     def schedule(self) -> PruningSchedule:
-        """The pruning schedule of ``strategy``: geometric to the target over ``rounds``, or
-        the paper's ``eta * std`` threshold with eta raised by ``eta_step`` each round."""
+        """The pruning schedule of ``strategy``: geometric to the target over ``rounds``
+        (ranked globally, or by the paper's per-layer ``eta * std`` rule with the ``eta`` that
+        meets each round's target), or the paper's threshold with ``eta`` raised by
+        ``eta_step`` each round and no size target."""
         if self.strategy == "global":
             return Geometric(rounds=self.rounds)
+        if self.strategy == "per_layer":
+            return PerLayerThreshold(rounds=self.rounds)
         return Threshold(self.eta, self.eta_step)
+
+    @property
+    def sized(self) -> bool:
+        """Whether the strategy prunes to a MACs/params target (every strategy but ``"threshold"``)."""
+        return self.strategy != "threshold"
 
     def recipe(self) -> dict[str, Any]:
         """The options that decide compress's result (:meth:`to_dict` without where it writes

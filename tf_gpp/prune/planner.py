@@ -192,20 +192,36 @@ def plan_global(
     constraints: Constraints,
     target_macs: int | None = None,
     target_params: int | None = None,
+    normalize: str = "mean",
 ) -> dict[int, list[int]]:
     """Remove the globally least important units until the target is met.
 
-    Scores are normalised by their group's mean so groups of different scale
-    compare; the smallest number of removals meeting the target is found by
-    bisection on the global ranking, with the cost estimated exactly.
+    Scores are normalised by their group's mean (``normalize="mean"``) so groups of different
+    scale compare; the smallest number of removals meeting the target is found by bisection
+    on the global ranking, with the cost estimated exactly.
+
+    ``normalize="std"`` divides by the standard deviation of the group's non-zero scores
+    instead: removing the units below rank k is then the CVIU per-group rule ``score < eta *
+    std`` (:func:`plan_threshold`) with one ``eta`` for every group, the smallest that meets
+    the target. Groups whose non-zero scores have no spread are left alone, as that rule
+    leaves them.
     """
     if target_macs is None and target_params is None:
         raise PruningRequestError("plan_global needs target_macs or target_params (absolute counts)")
+    if normalize not in ("mean", "std"):
+        raise ArgumentError(f"plan_global(normalize={normalize!r}): choose 'mean' or 'std'")
     groups = prunable_groups(dep, constraints)
     entries = []
     for gi in groups:
         s = np.asarray(scores[gi], dtype=np.float64)
-        norm = s / s.mean() if s.mean() > 0 else s
+        if normalize == "std":
+            nonzero = s[s != 0]
+            spread = float(np.std(nonzero)) if nonzero.size else 0.0
+            if spread <= 0:
+                continue
+            norm = s / spread
+        else:
+            norm = s / s.mean() if s.mean() > 0 else s
         entries += [(float(v), gi, i) for i, v in enumerate(norm)]
     entries.sort()
 

@@ -26,7 +26,7 @@ from tf_gpp.errors import ArgumentError, PruningRequestError
 from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.prune.planner import Constraints, estimate_cost, plan_global, plan_threshold
 
-__all__ = ["Cost", "Geometric", "PruningSchedule", "Threshold", "get", "resolve_target"]
+__all__ = ["Cost", "Geometric", "PerLayerThreshold", "PruningSchedule", "Threshold", "get", "resolve_target"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,7 @@ class Geometric(PruningSchedule):
 
     name = "geometric"
     needs_target = True
+    normalize = "mean"  # how plan_global compares groups
 
     def __init__(self, rounds: int | None = None) -> None:
         if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
@@ -128,15 +129,28 @@ class Geometric(PruningSchedule):
 
     def plan(self, dep, scores, constraints, *, round, rounds, base, target):  # noqa: D102
         if target.macs is None and target.params is None:
-            raise PruningRequestError("the Geometric schedule needs target_macs or target_params (e.g. 0.3)")
+            raise PruningRequestError(f"the {type(self).__name__} schedule needs target_macs or target_params (e.g. 0.3)")
         t = self.round_target(round, rounds, base, target)
         params, macs = estimate_cost(dep, {})
         if (t.macs is None or macs <= t.macs) and (t.params is None or params <= t.params):
             return {}  # this round's target is met already
-        return plan_global(dep, scores, constraints, target_macs=t.macs, target_params=t.params)
+        return plan_global(dep, scores, constraints, target_macs=t.macs, target_params=t.params,
+                           normalize=self.normalize)
 
     def get_config(self) -> dict:
         return {"rounds": self.rounds}
+
+
+class PerLayerThreshold(Geometric):
+    """The CVIU per-group rule ``score < eta * std`` (Eq. 13; :class:`Threshold`), with ``eta``
+    chosen in each round, one value for every group, as the smallest that meets
+    :class:`Geometric`'s cost target of the round. It reaches a MACs/params target in
+    ``rounds`` like :class:`Geometric`, so the two compare at equal cost; only the ranking
+    differs: each group's scores divided by the spread of its non-zero scores (the paper's
+    per-layer threshold) instead of by their mean (``plan_global(normalize="std")``)."""
+
+    name = "per_layer"
+    normalize = "std"
 
 
 class Threshold(PruningSchedule):
@@ -168,11 +182,12 @@ class Threshold(PruningSchedule):
         return {"eta": self.eta, "eta_step": self.eta_step}
 
 
-_BY_NAME: dict[str, type[PruningSchedule]] = {"geometric": Geometric, "threshold": Threshold}
+_BY_NAME: dict[str, type[PruningSchedule]] = {
+    "geometric": Geometric, "threshold": Threshold, "per_layer": PerLayerThreshold}
 
 
 def get(identifier: str | dict | PruningSchedule | None) -> PruningSchedule:
-    """A schedule from a name (``"geometric"``, ``"threshold"``), a ``{"class_name", "config"}``
+    """A schedule from a name (``"geometric"``, ``"threshold"``, ``"per_layer"``), a ``{"class_name", "config"}``
     dict (as :func:`serialize` gives), an instance (returned as is) or ``None`` (``Geometric()``)."""
     if identifier is None:
         return Geometric()
