@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_gpp.errors import DataError
 from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.graph.edit import ChannelMask, TensorRef
 from tf_gpp.handlers import get_handler
@@ -111,7 +112,5 @@ def gate_gradients(
                 sums[n] += reduce(p.first_order(gr) if p is not None else np.asarray(gr, dtype=np.float64))
         count += 1
     if count == 0:
-        from tf_gpp.errors import DataError
-
         raise DataError("no batches to compute importance from: the dataset is empty")
     return {n: s / count for n, s in sums.items()}

@@ -37,6 +37,7 @@ from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.graph.edit import ChannelMask, TensorRef
 from tf_gpp.graph.model_graph import InputShapes, ModelGraph
 from tf_gpp.prune.planner import estimate_cost
+from tf_gpp.push.model import strip as strip_push
 from tf_gpp.recalibrate import recalibrate_batchnorm
 from tf_gpp.surgery import rebuild
 
@@ -214,8 +215,6 @@ def strip(model: keras.Model, data: Any = None, *, steps: int | None = 100, batc
     masked model is untouched) that saves as ``.keras`` and converts with
     :func:`tf_gpp.convert.to_tflite`; its outputs equal the masked model's.
     """
-    from tf_gpp.push.model import strip as strip_push
-
     base = strip_push(model, copy=False)
     if is_prunable(base):
         view = masked_view(base)
