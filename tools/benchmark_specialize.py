@@ -125,8 +125,10 @@ PAPER_RECIPES: dict[str, dict[str, Any]] = {
     "gpp_defaults": {"importance": "gpp"},
     "gpp_per_layer": {"importance": "gpp", "strategy": "per_layer"},
     "paper_per_layer": {"importance": "gpp", "push": True, "strategy": "per_layer"},
+    # why it loses: the same pipeline without the top-M' selection (every feature neuron traced)
+    "gpp_all_final": {"importance": {"class_name": "gpp", "config": {"tolerance": None}}},
 }
-CRITERIA.update({name: {"importance": recipe["importance"], "push": recipe.get("push", False),
+CRITERIA.update({name: {"importance": "gpp", "push": recipe.get("push", False),
                         "label": "defaults + " + ", ".join(f"{k}={v!r}" for k, v in recipe.items()), "recipe": recipe}
                  for name, recipe in PAPER_RECIPES.items()})
 BASELINES: dict[str, str] = {
@@ -1032,9 +1034,9 @@ def write_markdown(payload: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def conv_widths(done: dict[str, dict], base_paths: dict[str, Path]) -> dict[str, Any]:
+def conv_widths(done: dict[str, dict], base_paths: dict[str, Path], methods: set[str]) -> dict[str, Any]:
     """Per task and budget: the output channels of every Conv2D of the seed-0 task base, the
-    compact net and each compressed model (by layer name), to find bottlenecks."""
+    compact net and each compressed model of ``methods`` (by layer name), to find bottlenecks."""
     import keras
 
     out: dict[str, Any] = {}
@@ -1046,7 +1048,7 @@ def conv_widths(done: dict[str, dict], base_paths: dict[str, Path]) -> dict[str,
                  and not isinstance(la, keras.layers.DepthwiseConv2D)]
         widths = {"base": {n: int(base.get_layer(n).filters) for n in names}}
         for _, r in sorted(done.items()):
-            if (r["task"] != task or r["seed"] != 0 or r["method"] == "base" or not r.get("keras")
+            if (r["task"] != task or r["seed"] != 0 or r["method"] not in methods or not r.get("keras")
                     or not Path(r["keras"]).exists()):
                 continue
             model = keras.models.load_model(r["keras"])
@@ -1255,7 +1257,8 @@ def main(argv: list[str] | None = None) -> int:
     write_markdown(payload, out / f"{stem}.md")
     write_plot(payload, out / f"{stem}.png")
     if args.widths:
-        write_widths(conv_widths(runner.done, {t: runner.base_path(t, 0) for t in sel["tasks"]}),
+        write_widths(conv_widths(runner.done, {t: runner.base_path(t, 0) for t in sel["tasks"]},
+                                 set(sel["criteria"]) | set(sel["baselines"]) - {"base"}),
                      out / f"{stem}.md", out / f"{stem}_widths.png")
     log(f"wrote {out / stem}.json/.md/.png ({len(payload['runs'])} runs, {len(payload['failed'])} missing)")
     return 0 if not payload["failed"] else 1

@@ -402,6 +402,20 @@ def test_T7_negative_or_nan_push_weights(weights):
         tf_gpp.PushLoss(**weights)
 
 
+def test_T10_push_options_that_cannot_work_together():
+    x, y = _xy()
+    with pytest.raises(tf_gpp.PruningRequestError, match="push_every_round=True pushes only with push=True"):
+        tf_gpp.compress(_mlp(), (x, y), (x, y), target_macs=0.5, push_every_round=True, **QUICK)
+    with pytest.raises(tf_gpp.PruningRequestError, match="strategy='per_layer' needs target_macs"):
+        tf_gpp.compress(_mlp(), (x, y), (x, y), strategy="per_layer", **QUICK)
+    with pytest.raises(tf_gpp.ArgumentError, match="decorrelation must be one of"):
+        tf_gpp.PushLoss(decorrelation="all")
+    with pytest.raises(tf_gpp.ArgumentError, match="separation must be one of"):
+        tf_gpp.PushLoss(separation="full")
+    with pytest.raises(tf_gpp.ArgumentError, match="warmup_steps=10 ramps per step"):
+        tf_gpp.PushSchedule(warmup_steps=10, warmup_epochs=2)
+
+
 # -- empty and endless data (E) -------------------------------------------------------
 def test_E1_empty_arrays():
     x, y = _xy()
