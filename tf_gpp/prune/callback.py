@@ -31,6 +31,7 @@ from tf_gpp.errors import ArgumentError
 from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.graph.model_graph import InputShapes
 from tf_gpp.importance import DEFAULT_IMPORTANCE, Importance, get_importance
+from tf_gpp.importance import serialize as serialize_importance
 from tf_gpp.profile import input_shape_from_data
 from tf_gpp.prune.masking import masked_view
 from tf_gpp.prune.planner import Constraints
@@ -59,10 +60,11 @@ class PruningCallback(keras.callbacks.Callback):
         start_epoch: first pruning epoch (0-based; units are masked at its start).
         end_epoch: last pruning epoch (default: the last epoch of ``fit``).
         frequency: prune every ``frequency`` epochs from ``start_epoch`` (``end_epoch`` always).
-        importance: name or :class:`~tf_gpp.importance.Importance` (default
+        importance: registered name, ``{"class_name", "config"}`` dict or
+            :class:`~tf_gpp.importance.Importance` (default
             :data:`~tf_gpp.importance.DEFAULT_IMPORTANCE`, ``"taylor"``; ``"gpp_lda"`` is the
             papers' discriminant utility).
-        schedule: :mod:`tf_gpp.prune.schedules` object or name; default ``Geometric()``
+        schedule: :mod:`tf_gpp.prune.schedules` object, registered name or dict; default ``Geometric()``
             (one geometric step per pruning epoch); ``Threshold(eta, eta_step)`` is the
             paper's per-group rule (it stops once a given target is met).
         constraints / round_to, min_channels, ignored_layers: structural constraints.
@@ -81,7 +83,7 @@ class PruningCallback(keras.callbacks.Callback):
         start_epoch: int = 0,
         end_epoch: int | None = None,
         frequency: int = 1,
-        importance: str | Importance = DEFAULT_IMPORTANCE,
+        importance: str | dict | Importance = DEFAULT_IMPORTANCE,
         schedule: str | dict | PruningSchedule | None = None,
         constraints: Constraints | None = None,
         *,
@@ -178,14 +180,19 @@ class PruningCallback(keras.callbacks.Callback):
 
     # -- config ------------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        """Everything but ``data`` (give it again to ``from_config``: ``{**config, "data": ...}``)."""
+        """Everything but ``data`` (give it again to ``from_config``: ``{**config, "data": ...}``);
+        importance and schedule as ``{"class_name": registered name, "config": ...}``.
+
+        Raises:
+            ArgumentError: the importance or schedule has no registered name (the message says
+                how to register it)."""
         return {
             "target_macs": self.target_macs,
             "target_params": self.target_params,
             "start_epoch": self.start_epoch,
             "end_epoch": self.end_epoch,
             "frequency": self.frequency,
-            "importance": {"class_name": type(self.importance).__name__, "config": self.importance.get_config()},
+            "importance": serialize_importance(self.importance),
             "schedule": serialize(self.schedule),
             "round_to": self.constraints.round_to,
             "min_channels": self.constraints.min_channels,
@@ -197,13 +204,7 @@ class PruningCallback(keras.callbacks.Callback):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> PruningCallback:
-        config = dict(config)
-        imp = config.get("importance")
-        if isinstance(imp, dict):
-            from tf_gpp import importance as importances
-
-            klass = getattr(importances, imp["class_name"], None)
-            if not (isinstance(klass, type) and issubclass(klass, Importance)):
-                raise ArgumentError(f"unknown importance class {imp['class_name']!r} in the config")
-            config["importance"] = klass.from_config(imp.get("config", {}))
+        """The callback of :meth:`get_config`: importance and schedule by their registered names
+        (:func:`tf_gpp.importance.register_importance`,
+        :func:`tf_gpp.prune.schedules.register_schedule`; configs naming the Python class load too)."""
         return cls(**config)

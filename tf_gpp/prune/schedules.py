@@ -11,8 +11,9 @@ indices}``) for the model of that round. Two are built in:
   (:func:`~tf_gpp.prune.planner.plan_threshold`); the paper's sequence 0.1, 0.2, ... is
   ``Threshold(eta=0.1, eta_step=0.1)``.
 
-Schedules are small serialisable objects (``get_config``/``from_config``);
-:func:`get` builds one from a name, a config dict or an instance.
+Schedules are small serialisable objects (``get_config``/``from_config``), named by the
+registry: :func:`register_schedule` adds a name, :func:`get` builds one from a name, a config
+dict or an instance, and :func:`serialize` writes the registered name.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from tf_gpp.errors import ArgumentError, PruningRequestError
 from tf_gpp.graph.dependency import DependencyGraph
 from tf_gpp.prune.planner import Constraints, estimate_cost, plan_global, plan_threshold
 
-__all__ = ["Cost", "Geometric", "PerLayerThreshold", "PruningSchedule", "Threshold", "get", "resolve_target"]
+__all__ = ["Cost", "Geometric", "PerLayerThreshold", "PruningSchedule", "Threshold", "get", "names", "register_schedule",
+           "registered_name", "resolve_target", "serialize", "unregister_schedule"]
 
 
 @dataclass(frozen=True)
@@ -182,27 +184,91 @@ class Threshold(PruningSchedule):
         return {"eta": self.eta, "eta_step": self.eta_step}
 
 
-_BY_NAME: dict[str, type[PruningSchedule]] = {
-    "geometric": Geometric, "threshold": Threshold, "per_layer": PerLayerThreshold}
+_BY_NAME: dict[str, type[PruningSchedule]] = {}
+
+
+def register_schedule(name: str, cls: type[PruningSchedule] | None = None, *, overwrite: bool = False) -> Any:
+    """Make ``name`` stand for the :class:`PruningSchedule` subclass ``cls`` wherever a schedule
+    is named or serialized (:func:`get`, :func:`serialize`, ``PruningCallback(schedule=name)``
+    and its config). Without ``cls`` it is a class decorator: ``@register_schedule("mine")``.
+    ``cls.from_config(get_config())`` must restore an instance."""
+    if not isinstance(name, str) or not name:
+        raise ArgumentError(f"register_schedule: name={name!r}: give a non-empty string")
+    if cls is None:
+        def decorate(c: type[PruningSchedule]) -> type[PruningSchedule]:
+            register_schedule(name, c, overwrite=overwrite)
+            return c
+
+        return decorate
+    if not (isinstance(cls, type) and issubclass(cls, PruningSchedule)):
+        raise ArgumentError(f"register_schedule({name!r}): {cls!r} is not a PruningSchedule subclass")
+    if name in _BY_NAME and not overwrite:
+        raise ArgumentError(f"schedule {name!r} is already registered; pass overwrite=True to replace it")
+    _BY_NAME[name] = cls
+    return cls
+
+
+def unregister_schedule(name: str) -> None:
+    """Remove a registered name (unknown names are ignored)."""
+    _BY_NAME.pop(name, None)
+
+
+def names() -> list[str]:
+    """The registered schedule names, sorted."""
+    return sorted(_BY_NAME)
+
+
+def _class_of(name: Any) -> type[PruningSchedule] | None:
+    """The class a registered name stands for (case-insensitive), else (configs written before
+    names were recorded) a registered class of that Python class name."""
+    if not isinstance(name, str):
+        return None
+    for key in (name, name.lower()):
+        if key in _BY_NAME:
+            return _BY_NAME[key]
+    return next((c for c in _BY_NAME.values() if c.__name__ == name), None)
 
 
 def get(identifier: str | dict | PruningSchedule | None) -> PruningSchedule:
-    """A schedule from a name (``"geometric"``, ``"threshold"``, ``"per_layer"``), a ``{"class_name", "config"}``
-    dict (as :func:`serialize` gives), an instance (returned as is) or ``None`` (``Geometric()``)."""
+    """A schedule from a registered name (``"geometric"``, ``"threshold"``, ``"per_layer"``, or
+    one of :func:`register_schedule`), a ``{"class_name", "config"}`` dict (as :func:`serialize`
+    gives), an instance (returned as is) or ``None`` (``Geometric()``)."""
     if identifier is None:
         return Geometric()
     if isinstance(identifier, PruningSchedule):
         return identifier
-    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
-        return _BY_NAME[identifier.lower()]()
-    if isinstance(identifier, dict) and identifier.get("class_name", "").lower() in _BY_NAME:
-        return _BY_NAME[identifier["class_name"].lower()].from_config(identifier.get("config", {}))
-    raise ArgumentError(
-        f"unknown pruning schedule {identifier!r}; choose one of {sorted(_BY_NAME)}, a "
-        "{'class_name': ..., 'config': ...} dict or a tf_gpp.prune.schedules.PruningSchedule"
-    )
+    name, config = identifier, {}
+    if isinstance(identifier, dict):
+        name, config = identifier.get("class_name"), dict(identifier.get("config") or {})
+    cls = _class_of(name)
+    if cls is None:
+        raise ArgumentError(
+            f"unknown pruning schedule {identifier!r}; choose one of {names()}, a "
+            "{'class_name': ..., 'config': ...} dict or a tf_gpp.prune.schedules.PruningSchedule "
+            "(tf_gpp.prune.schedules.register_schedule adds a name)"
+        )
+    return cls.from_config(config)
+
+
+def registered_name(schedule: PruningSchedule) -> str:
+    """The first name ``schedule``'s class is registered under.
+
+    Raises:
+        ArgumentError: the class is not registered (the message gives the call that fixes it).
+    """
+    klass = type(schedule)
+    name = next((n for n, c in _BY_NAME.items() if c is klass), None)
+    if name is None:
+        raise ArgumentError(
+            f"schedule {schedule!r} has no registered name, so a config cannot name it; call "
+            f"tf_gpp.prune.schedules.register_schedule('{klass.__name__.lower()}', {klass.__name__}) first")
+    return name
 
 
 def serialize(schedule: PruningSchedule) -> dict[str, Any]:
-    """``{"class_name": name, "config": get_config()}``: the inverse of :func:`get`."""
-    return {"class_name": schedule.name, "config": schedule.get_config()}
+    """``{"class_name": registered name, "config": get_config()}``: the inverse of :func:`get`."""
+    return {"class_name": registered_name(schedule), "config": schedule.get_config()}
+
+
+for _name, _cls in (("geometric", Geometric), ("threshold", Threshold), ("per_layer", PerLayerThreshold)):
+    register_schedule(_name, _cls)
