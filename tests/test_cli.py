@@ -320,3 +320,89 @@ def test_convert_mixed_float16_model_with_a_one_line_notice(tmp_path, capsys):
     assert main(["convert", str(path), "-o", str(tmp_path / "mixed.tflite")]) == 0
     notices = [line for line in capsys.readouterr().err.splitlines() if "mixed-precision" in line]
     assert len(notices) == 1 and notices[0].startswith("tf-gpp: UserWarning: model") and "'c1'" in notices[0]
+
+
+CRITERION = '''
+import numpy as np
+from tf_gpp.importance import Importance, register_importance
+
+CALLS = []
+
+
+@register_importance("{name}")
+class Stripes(Importance):
+    def __call__(self, dep, group):
+        CALLS.append(group.index)
+        return (np.arange(group.size) % 3).astype(float) + 1
+'''
+
+
+@pytest.fixture
+def criterion_module(tmp_path, monkeypatch):
+    """A user's module on sys.path that registers the importance 'cli_stripes_test'."""
+    import tf_gpp.importance
+
+    name = f"user_criterion_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(CRITERION.format(name="cli_stripes_test"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    tf_gpp.importance.unregister_importance("cli_stripes_test")
+    sys.modules.pop(name, None)
+
+
+def test_import_option_makes_a_registered_importance_usable(criterion_module, tmp_path, capsys):
+    out = tmp_path / "slim.keras"
+    argv = ["compress", "MODEL", "--data", "digits", "--limit", "300", "--target-macs", "0.6", "--rounds", "1",
+            "--finetune-epochs", "1", "--importance", "cli_stripes_test", "-o", str(out)]
+    with pytest.raises(SystemExit):  # the name is unknown until its module is imported
+        main(argv)
+    assert "invalid choice: 'cli_stripes_test'" in capsys.readouterr().err
+
+    from tests.digits_model import digits_cnn
+
+    base = tmp_path / "digits.keras"
+    digits_cnn(epochs=1).save(base)
+    argv[1] = str(base)
+    assert main(["--import", criterion_module, *argv]) == 0, capsys.readouterr().err
+    assert out.exists() and sys.modules[criterion_module].CALLS, "the user's criterion scored the groups"
+
+
+def test_import_option_from_pythonpath_in_a_fresh_process(criterion_module, tmp_path):
+    import os
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "tf_gpp", "compress", "--import", criterion_module, "--help"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "cli_stripes_test" in proc.stdout and "--import MODULE" in proc.stdout
+
+
+@pytest.mark.parametrize("module, message", [
+    ("no_such_module_for_tf_gpp", "--import no_such_module_for_tf_gpp: no module named "
+                                  "'no_such_module_for_tf_gpp'; run tf-gpp from the folder that holds it, "
+                                  "add that folder to PYTHONPATH"),
+    ("BROKEN", "--import BROKEN: the module failed while importing (ModuleNotFoundError: No module named "
+               "'a_missing_dependency_of_it')"),
+    ("missing/file.py", "--import missing/file.py: no such file"),
+])
+def test_import_option_bad_module_one_line(model_file, tmp_path, monkeypatch, capsys, module, message):
+    name = f"broken_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text("import a_missing_dependency_of_it\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module, message = module.replace("BROKEN", name), message.replace("BROKEN", name)
+    assert main(["inspect", str(model_file), "--import", module]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("tf-gpp: error: ") and message in err
+
+
+def test_import_option_takes_a_file_path(model_file, tmp_path, capsys):
+    import tf_gpp.importance
+
+    path = tmp_path / "file_criterion_for_cli_test.py"
+    path.write_text(CRITERION.format(name="cli_file_stripes_test"))
+    try:
+        assert main([f"--import={path}", "inspect", str(model_file)]) == 0
+        assert "cli_file_stripes_test" in tf_gpp.importance.names()
+    finally:
+        tf_gpp.importance.unregister_importance("cli_file_stripes_test")
+        sys.modules.pop(path.stem, None)

@@ -4,11 +4,21 @@ With no arguments it runs the main job on an embedded default (``tf-gpp demo``).
 User errors (every :class:`~tf_gpp.errors.TfGppError`) exit with code 2 and a one-line
 message (two for a failed TFLite conversion: the layer and the fix); ``--verbose`` shows
 details. ``convert`` exits with 3 when the converted model fails verification.
+
+``--import MODULE`` (repeatable, anywhere on the line) imports the user's module before the
+parser is built, so the names its ``register_importance(...)`` (or dataset loader,
+quantization mode) calls add are accepted by ``--importance`` (``--data``,
+``--quantization``). We chose an explicit option over package entry points: it works for a
+plain ``.py`` file without packaging, the command line says which code runs, and no installed
+package can change the CLI's names behind the user's back.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
+import importlib.util
 import inspect
 import json
 import os
@@ -30,8 +40,15 @@ EXAMPLES = """examples:
   tf-gpp convert slim.keras -o slim.tflite --quantization int8 --data mine.npz   # x, y[, x_val, y_val]
   tf-gpp bench base.tflite slim.tflite --threads 1
   tf-gpp report gpp_runs/demo-20261122-101500
+  tf-gpp --import my_criteria compress m.keras --data digits --target-macs 0.3 --importance mine
+                                           # my_criteria.py calls tf_gpp.importance.register_importance("mine", ...)
 """
 
+
+IMPORT_HELP = ("import this Python module before the command runs (repeatable), so that the names "
+               "its tf_gpp.importance.register_importance(...) calls (or dataset loaders, quantization "
+               "modes) add are accepted: a module name found from the current folder or PYTHONPATH, "
+               "or a path to a .py file")
 
 EXIT_USER_ERROR = 2
 EXIT_VERIFICATION_FAILED = 3
@@ -75,6 +92,57 @@ def _load_model(path: str, unsafe: bool) -> Any:
         raise UserError(f"{path}: cannot be loaded as a Keras model ({str(e).splitlines()[0]})") from e
     except Exception as e:  # noqa: BLE001 - zip errors, truncated files...
         raise UserError(f"{path}: not a valid .keras file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+
+
+def _modules_to_import(argv: list[str]) -> list[str]:
+    """The values of every ``--import MODULE`` / ``--import=MODULE`` in ``argv`` (before ``--``)."""
+    out = []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--import" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif arg.startswith("--import="):
+            out.append(arg.split("=", 1)[1])
+    return out
+
+
+def import_user_module(spec: str) -> None:
+    """Import ``spec`` (a module name, or a path to a ``.py`` file) for its registrations.
+
+    Raises:
+        UserError: it cannot be found or fails while importing (one line naming it and the fix).
+    """
+    is_file = spec.endswith(".py")
+    try:
+        if is_file:
+            path = Path(spec)
+            if not path.is_file():
+                raise UserError(f"--import {spec}: no such file; give the path of a .py file or a module name")
+            loaded = sys.modules.get(path.stem)
+            if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path.resolve():
+                return  # imported already: its registrations are made
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[path.stem] = module
+            module_spec.loader.exec_module(module)
+        else:
+            if os.getcwd() not in sys.path and "" not in sys.path:  # the console script omits it
+                sys.path.append(os.getcwd())
+            importlib.import_module(spec)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the user's module raises
+        missing = isinstance(e, ModuleNotFoundError) and e.name is not None and \
+            (spec == e.name or spec.startswith(e.name + "."))
+        if missing and not is_file:
+            raise UserError(
+                f"--import {spec}: no module named {e.name!r}; run tf-gpp from the folder that holds it, add "
+                f"that folder to PYTHONPATH, or give the file's path (--import path/to/{spec.split('.')[-1]}.py)"
+            ) from e
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise UserError(f"--import {spec}: the module failed while importing ({type(e).__name__}: {first}); "
+                        f"fix it (python -c 'import {Path(spec).stem}' shows the traceback)") from e
 
 
 def _load_data(spec: str, limit: int | None, batch_size: int = 128, model: Any = None) -> Any:
@@ -327,6 +395,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- parser ------------------------------------------------------------------
+def _add_subcommand(sub: Any, name: str, help_: str, example: str) -> argparse.ArgumentParser:
+    """A subcommand's parser with the options every command takes (``--verbose``, ``--import``:
+    also accepted after the subcommand's name)."""
+    sp = sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {example}",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sp.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS)
+    sp.add_argument("--import", dest="imports", action="append", metavar="MODULE", default=argparse.SUPPRESS,
+                    help=IMPORT_HELP)
+    return sp
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tf-gpp",
@@ -335,13 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--verbose", "-v", action="store_true", help="show details and tracebacks")
+    p.add_argument("--import", dest="imports", action="append", metavar="MODULE", default=[], help=IMPORT_HELP)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
-    def add(name: str, help_: str, example: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {example}",
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        sp.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS)
-        return sp
+    add = functools.partial(_add_subcommand, sub)
 
     from tf_gpp.convert import quantization
     from tf_gpp.data import registry
@@ -381,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = CompressConfig()
     sp.add_argument("--importance", choices=importance_names(),
                     help=f"how units are scored (default {defaults.importance}); names from tf_gpp.importance's "
-                    "registry; gpp_lda is the paper's LDA utility")
+                    "registry; gpp_lda is the paper's LDA utility; --import MODULE adds the names that "
+                    "MODULE registers")
     sp.add_argument("--push", action=argparse.BooleanOptionalAction,
                     help=f"push training before each prune, as GPP (default {'on' if defaults.push else 'off'}; "
                     "--no-push with --importance gpp_lda is the CVIU LDA-prune)")
@@ -446,6 +522,15 @@ def _show_warning(message: Any, category: type, filename: str, lineno: int, file
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:  # before the parser: its choices come from the registries the modules extend
+        for module in _modules_to_import(argv):
+            import_user_module(module)
+    except UserError as e:
+        if "--verbose" in argv or "-v" in argv:
+            traceback.print_exc()
+        print(f"tf-gpp: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
