@@ -406,3 +406,11 @@ def test_import_option_takes_a_file_path(model_file, tmp_path, capsys):
     finally:
         tf_gpp.importance.unregister_importance("cli_file_stripes_test")
         sys.modules.pop(path.stem, None)
+
+
+def test_compress_push_every_round_flag_reaches_compress(capsys):
+    """--push-every-round is compress's push_every_round: without --push it is refused with the
+    library's own message, before any model or data is read."""
+    code = main(["compress", "missing.keras", "--data", "digits", "--target-macs", "0.3", "--push-every-round"])
+    assert code == 2
+    assert "push_every_round=True pushes only with push=True" in capsys.readouterr().err

@@ -283,7 +283,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if strategy != "threshold" and not has_target:
         raise UserError("compress needs --target-macs or --target-params (a fraction of the base model such "
                         "as 0.3); or pass --strategy threshold for the paper's eta*std rule without a size target")
-    given = {name: getattr(args, name) for name in ("importance", "push", "rounds", "push_epochs",
+    given = {name: getattr(args, name) for name in ("importance", "push", "push_every_round", "rounds", "push_epochs",
                                                     "finetune_epochs", "min_finetune_steps", "distill")
              if getattr(args, name) is not None}  # the others: compress's defaults, defined once
     config = tf_gpp.prune.CompressConfig(  # every option checked before the model and data load
@@ -456,13 +456,17 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = CompressConfig()
     sp.add_argument("--importance", choices=importance_names(),
                     help=f"how units are scored (default {defaults.importance}); names from tf_gpp.importance's "
-                    "registry; gpp_lda is the paper's LDA utility; --import MODULE adds the names that "
+                    "registry; gpp is the CVIU paper's pipeline; --import MODULE adds the names that "
                     "MODULE registers")
     sp.add_argument("--push", action=argparse.BooleanOptionalAction,
-                    help=f"push training before each prune, as GPP (default {'on' if defaults.push else 'off'}; "
-                    "--no-push with --importance gpp_lda is the CVIU LDA-prune)")
+                    help=f"a push phase before round 1, as GPP (default {'on' if defaults.push else 'off'}; "
+                    "--push with --importance gpp is the papers' path)")
+    sp.add_argument("--push-every-round", action=argparse.BooleanOptionalAction,
+                    help="with --push: push before every round, not only before round 1 "
+                    f"(default {'on' if defaults.push_every_round else 'off'})")
     sp.add_argument("--rounds", type=int, help=f"prune rounds (default {defaults.rounds})")
-    sp.add_argument("--push-epochs", type=int, help=f"push epochs per round, with --push (default {defaults.push_epochs})")
+    sp.add_argument("--push-epochs", type=int,
+                    help=f"epochs of each push phase, with --push (default {defaults.push_epochs})")
     sp.add_argument("--finetune-epochs", type=int, help=f"fine-tuning epochs per round (default {defaults.finetune_epochs})")
     sp.add_argument("--min-finetune-steps", type=int,
                     help=f"a floor in optimizer steps per fine-tune (default {defaults.min_finetune_steps})")
