@@ -26,7 +26,7 @@ from typing import Any
 import keras
 
 from tf_gpp.data.arrays import to_sparse_labels, validate_inputs
-from tf_gpp.data.intake import as_dataset
+from tf_gpp.data.intake import as_dataset, as_tf_data
 from tf_gpp.errors import DataError, PruningRequestError
 from tf_gpp.grow.checks import resolve_data, unpack_bundle
 from tf_gpp.grow.cost import Cost, model_cost
@@ -144,11 +144,14 @@ def as_pipelines(
     Accepts a :class:`tf_gpp.data.Dataset` bundle (its ``.train``/``.val`` and
     metadata), ``(x, y)`` arrays (validated; batched, the training split shuffled
     every epoch; inputs used as given) or ``tf.data`` datasets of ``(x, y)`` batches
-    (used as they are). Shapes and labels are checked later by ``grow``.
+    (used as they are; a PyDataset or generator is read into one by
+    :func:`tf_gpp.data.as_tf_data`, so grow and compress share it). Shapes and labels are
+    checked later by ``grow``.
     """
     train_data, val_data, input_shape, num_classes = unpack_bundle(
         train_data, val_data, input_shape, num_classes
     )
+    train_data, val_data = as_tf_data(train_data, "train_data"), as_tf_data(val_data, "val_data")  # read once
     if _is_array_pair(train_data):
         train_data, inferred = _pipeline_from_arrays(
             train_data, "train_data", num_classes, batch_size, True, seed

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_gpp.data.intake import as_dataset
+from tf_gpp.data.intake import as_dataset, as_tf_data
 from tf_gpp.errors import ArgumentError, DataError
 
 __all__ = ["batchnorm_layers", "recalibrate_batchnorm"]
@@ -47,10 +47,12 @@ def batchnorm_layers(model: keras.Layer) -> list[keras.layers.BatchNormalization
     return found
 
 
-def _input_batches(model: keras.Model, data: Any, batch_size: int) -> tf.data.Dataset:
+def _input_batches(model: keras.Model, data: Any, batch_size: int, steps: int | None = None) -> tf.data.Dataset:
     """The model-input batches of ``data``, through the one data intake (:func:`as_dataset`):
-    any form ``fit`` takes (arrays, ``(x, y[, w])``, batched or unbatched datasets, dicts), or
-    inputs without labels (an array ``x``, a dataset of ``x``), given placeholder labels."""
+    any form ``fit`` takes (arrays, ``(x, y[, w])``, batched or unbatched datasets, dicts, a
+    PyDataset, generators), or inputs without labels (an array ``x``, a dataset of ``x``),
+    given placeholder labels; at most ``steps`` batches of a one-shot generator are read."""
+    data = as_tf_data(data, "recalibrate_batchnorm: data", max_batches=steps)
     if isinstance(data, tf.data.Dataset):
         spec = data.element_spec
         if not isinstance(spec, Mapping) and not (isinstance(spec, tuple) and len(spec) in (2, 3)):
@@ -113,8 +115,9 @@ def recalibrate_batchnorm(
 
     Args:
         model: any Keras model; modified in place (only BN moving statistics) and returned.
-        data: a ``tf.data.Dataset`` of ``x`` or ``(x, y[, sample_weight])`` batches, or arrays
-            ``x`` / ``(x, y)`` (batched by ``batch_size``). Use training images without
+        data: a ``tf.data.Dataset``, ``keras.utils.PyDataset`` or generator of ``x`` or
+            ``(x, y[, sample_weight])`` batches, or arrays ``x`` / ``(x, y)`` (batched by
+            ``batch_size``). Use training images without
             augmentation where possible.
         steps: number of batches used (``None``: all of ``data``). 100 batches of 64 is the
             default; the statistics of a few thousand images are within noise of the full set.
@@ -131,7 +134,7 @@ def recalibrate_batchnorm(
     layers = batchnorm_layers(model)
     if not layers:
         return model
-    batches = _input_batches(model, data, batch_size)
+    batches = _input_batches(model, data, batch_size, steps)
     if steps is not None:
         batches = batches.take(steps)
     with _batch_statistics(layers) as stats:

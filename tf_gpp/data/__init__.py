@@ -1,6 +1,6 @@
 """Datasets as ``tf.data`` pipelines with their metadata and recorded preprocessing."""
 
-from tf_gpp.data import registry
+from tf_gpp.data import registry, streams
 from tf_gpp.data.arrays import from_arrays, stratified_order, to_sparse_labels
 from tf_gpp.data.bundle import Dataset
 from tf_gpp.data.default import load_default
@@ -11,6 +11,7 @@ from tf_gpp.data.idx import load_idx, read_idx, write_idx
 from tf_gpp.data.intake import (
     TaskInfo,
     as_dataset,
+    as_tf_data,
     as_training_data,
     check_data,
     infer_task,
@@ -25,6 +26,7 @@ __all__ = [
     "Preprocessing",
     "TaskInfo",
     "as_dataset",
+    "as_tf_data",
     "as_training_data",
     "check_data",
     "from_arrays",
@@ -39,6 +41,7 @@ __all__ = [
     "read_idx",
     "registry",
     "stratified_order",
+    "streams",
     "to_sparse_labels",
     "write_idx",
 ]

@@ -4,7 +4,8 @@
 ``(x, y, sample_weight)`` arrays (as one tuple or as separate arguments),
 list/dict inputs of multi-input models, ``tf.data`` datasets of tuples,
 unbatched datasets (batched here), TFDS-style ``{"image": ..., "label": ...}``
-elements, ``validation_split`` instead of ``validation_data`` — and returns
+elements, ``validation_split`` instead of ``validation_data``, ``keras.utils.PyDataset``,
+generators and generator functions (read by :mod:`tf_gpp.data.streams`) — and returns
 batched ``tf.data`` pipelines of ``(x, y)`` / ``(x, y, w)`` plus a
 :class:`TaskInfo` describing the classification target (sparse, one-hot or
 binary labels; logits or probabilities; which output is the classifier).
@@ -24,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_gpp.data.streams import as_tf_data, stream_form
 from tf_gpp.discriminant.labels import as_class_indices
 from tf_gpp.errors import DataError, UnsupportedModelError
 
@@ -32,6 +34,7 @@ __all__ = [
     "TRAIN_BATCHES_SCANNED",
     "TaskInfo",
     "as_dataset",
+    "as_tf_data",
     "as_training_data",
     "check_data",
     "first_labels",
@@ -40,6 +43,7 @@ __all__ = [
     "output_is_probability",
     "scan_labels",
     "split_fit_arguments",
+    "stream_form",
 ]
 
 #: Training batches of a ``tf.data`` pipeline scanned up front (validation data is scanned fully).
@@ -378,7 +382,8 @@ def _dict_to_pair(spec: Mapping, input_names: list[str], what: str) -> Any:
     present = [n for n in input_names if n in spec]
     fix = (
         f"{what} yields dicts with keys {keys}; map them to (x, y) pairs, e.g. "
-        "ds.map(lambda d: (d['image'], d['label']))."
+        "ds.map(lambda d: (d['image'], d['label'])); a PyDataset or generator returns or yields "
+        f"(x, y) batches (or dicts with one of the label keys {list(LABEL_KEYS)})."
     )
     if len(input_names) > 1 and len(present) == len(input_names):
         rest = [k for k in keys if k not in input_names]
@@ -447,13 +452,16 @@ def as_dataset(
     input_ranks: Sequence[int] | None = None,
     model: keras.Model | None = None,
     what: str = "data",
+    max_batches: int | None = None,
 ) -> tf.data.Dataset:
     """A batched ``tf.data`` pipeline of ``(x, y)`` / ``(x, y, w)`` from any accepted form.
 
     With ``model`` (or ``input_ranks``, the ranks of the inputs with the batch axis),
     dict elements are mapped to ``(x, y)``, unbatched datasets are batched, one-key
     dict inputs of a single-input model are unwrapped and shapes are checked.
-    ``shuffle`` applies to arrays only (a dataset keeps its own order).
+    ``shuffle`` applies to arrays only (a dataset keeps its own order). A PyDataset,
+    generator or generator function is read by :func:`tf_gpp.data.streams.as_tf_data`
+    (``max_batches``: at most that many batches of a one-shot generator are read).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}.")
@@ -461,8 +469,8 @@ def as_dataset(
         (f"input_{i}", (None,) * int(r)) for i, r in enumerate(input_ranks or ())]
     if _is_bundle(data):
         data = data.train
-    user_dataset = _is_dataset(data)
-    if not user_dataset:
+    form = stream_form(data) or ("tf.data.Dataset" if _is_dataset(data) else None)
+    if form is None:
         if data is None:
             raise DataError(f"{what} is None: pass (x, y) arrays or a tf.data.Dataset of (x, y) batches.")
         x, yy, w = _unpack_arrays(data, y, sample_weight, what)
@@ -470,10 +478,10 @@ def as_dataset(
     else:
         if y is not None or sample_weight is not None:
             raise DataError(
-                f"{what} is a tf.data.Dataset: y and sample_weight must be inside it as (x, y, w) "
+                f"{what} is a {form}: y and sample_weight must be inside it as (x, y, w) "
                 "elements, not given separately (as for model.fit)."
             )
-        ds = data
+        ds = as_tf_data(data, what, max_batches=max_batches)
         if int(ds.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
             raise DataError(
                 f"{what} repeats forever; tf_gpp trains and evaluates one pass per epoch: drop "
@@ -485,8 +493,10 @@ def as_dataset(
         spec = ds.element_spec
     if not isinstance(spec, tuple) or len(spec) not in (2, 3):
         raise DataError(
-            f"{what} must yield (x, y) or (x, y, sample_weight) elements; got {spec}. Pair inputs "
-            "with their labels, e.g. tf.data.Dataset.zip((images, labels))."
+            f"{what} yields inputs without labels (elements {spec}); tf_gpp prunes classifiers and "
+            "needs labels: give (x, y) or (x, y, sample_weight) elements as model.fit reads them (a "
+            "PyDataset or generator returns or yields them; pair a tf.data.Dataset with its labels, "
+            "e.g. tf.data.Dataset.zip((images, labels)))."
         )
     if inputs:
         x_spec = spec[0]
@@ -497,7 +507,7 @@ def as_dataset(
             names = tuple(n for n, _ in inputs)  # a list for a model built on a dict of inputs
             ds = ds.map(lambda x, *rest: (dict(zip(names, x, strict=True)), *rest))
             x_spec = ds.element_spec[0]
-        unbatched = user_dataset and _rank_gaps(x_spec, inputs) == {-1}
+        unbatched = form is not None and _rank_gaps(x_spec, inputs) == {-1}
         if unbatched:
             ds = ds.batch(int(batch_size)).prefetch(2)
         if model is not None:
@@ -669,14 +679,14 @@ def as_training_data(
         DataError: anything the model cannot be trained on, naming the fix.
         UnsupportedModelError: an output that is not a single-label classifier.
     """
-    arrays = not _is_dataset(x) and not _is_bundle(x)
+    arrays = not _is_dataset(x) and not _is_bundle(x) and stream_form(x) is None
     if _is_bundle(x) and validation_data is None:
         validation_data = getattr(x, "val", None)
     if validation_data is None and validation_split:
         if not arrays:
             raise DataError(
                 "validation_split works with array data only (as in model.fit); for a tf.data "
-                "pipeline pass validation_data= (e.g. ds.take(k) / ds.skip(k))."
+                "pipeline, a PyDataset or a generator pass validation_data= (e.g. ds.take(k) / ds.skip(k))."
             )
         xs, ys, ws = _unpack_arrays(x, y, sample_weight, "train_data")
         (x, y, sample_weight), validation_data = _split_last(xs, ys, ws, validation_split)
@@ -714,7 +724,7 @@ def labelled_batches(
     if isinstance(data, list) and data and all(isinstance(b, tuple) and len(b) in (2, 3) for b in data):
         batches = [(b[0], b[1]) for b in data]  # already a list of batches
     else:
-        ds = as_dataset(data, batch_size=batch_size, model=model, what="data")
+        ds = as_dataset(data, batch_size=batch_size, model=model, what="data", max_batches=max_batches)
         batches = []
         for b in ds:
             batches.append((b[0], b[1]))

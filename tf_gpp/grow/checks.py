@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from tf_gpp.data.intake import TRAIN_BATCHES_SCANNED, TaskInfo, as_dataset, scan_labels
+from tf_gpp.data.intake import TRAIN_BATCHES_SCANNED, TaskInfo, as_dataset, as_tf_data, scan_labels
 from tf_gpp.errors import DataError
 from tf_gpp.grow.errors import GrowError
 
@@ -33,10 +33,12 @@ def _labels(ds: Any, max_batches: int | None, what: str, num_classes: int) -> np
 
 def _check_pipeline(ds: Any, what: str) -> tuple[Any, Any, Any]:
     """``(pipeline, x_spec, y_spec)``: dict elements mapped to (x, y), unbatched images batched."""
+    ds = as_tf_data(ds, what)  # a PyDataset, generator or generator function, as fit reads them
     spec = getattr(ds, "element_spec", None)
     if spec is None:
         raise DataError(
-            f"{what} must be a tf.data.Dataset of (x, y) batches or a tf_gpp.data.Dataset, got "
+            f"{what} must be a tf.data.Dataset, keras.utils.PyDataset or generator of (x, y) batches "
+            f"or a tf_gpp.data.Dataset, got "
             f"{type(ds).__name__}; for arrays use tf_gpp.data.from_arrays(x, y)."
         )
     ds = as_dataset(ds, input_ranks=(4,), what=what)

@@ -74,7 +74,7 @@ def as_batches(
         out = [(b[0], b[1]) for b in data]  # already batches
     else:
         out = []
-        for batch in as_dataset(data, batch_size=batch_size, model=model, what="data"):
+        for batch in as_dataset(data, batch_size=batch_size, model=model, what="data", max_batches=max_batches):
             out.append((batch[0], batch[1]))
             if max_batches is not None and len(out) >= max_batches:
                 break
