@@ -25,8 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_gpp.data.labels import as_class_indices
 from tf_gpp.data.streams import as_tf_data, stream_form
-from tf_gpp.discriminant.labels import as_class_indices
 from tf_gpp.errors import DataError, UnsupportedModelError
 
 __all__ = [

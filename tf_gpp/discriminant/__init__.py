@@ -5,13 +5,13 @@
 >>> top_share(u, 0.25)                       # how concentrated the discriminant power is
 """
 
+from tf_gpp.data.labels import as_class_indices, as_feature_matrix
 from tf_gpp.discriminant.features import (
     feature_model,
     feature_tensor,
     find_feature_layer,
     model_inputs,
 )
-from tf_gpp.discriminant.labels import as_class_indices, as_feature_matrix
 from tf_gpp.discriminant.lda import active_neurons, lda, require_two_classes, shrinkage
 from tf_gpp.discriminant.moments import batch_moments, distributed_moments_fn
 from tf_gpp.discriminant.stats import ScatterStats

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from tf_gpp.discriminant.labels import as_class_indices, as_feature_matrix
+from tf_gpp.data.labels import as_class_indices, as_feature_matrix
 from tf_gpp.errors import DataError
 
 __all__ = ["ScatterStats"]

@@ -1,4 +1,5 @@
-"""Validation of the (features, labels) pairs the discriminant statistics consume.
+"""Label parsing and validation, shared by the data intake and the discriminant statistics
+(which consume (features, labels) pairs).
 
 Labels may be sparse class indices (ints, or floats holding integral values)
 or one-hot / probability rows (argmax is taken). Anything else is refused with
