@@ -176,3 +176,15 @@ def test_layers_without_a_cost_rule_are_listed_never_silent():
     assert "not priced" in p.table() and "gain (_Gain)" in p.table()
     assert p.to_dict()["unpriced"] == [vars(u) for u in p.unpriced]
     assert p.macs == 4 * 4 * 3 * 6 + 2 * 6 * 3  # weightless layers cost 0 and are not listed
+
+
+def test_one_cost_type_for_prune_grow_and_profile():
+    """One ``Cost(params, macs)``: the schedules', the pruner's and grow's are the same type."""
+    from tf_gpp.grow import Cost as GrowCost
+    from tf_gpp.profile import Cost
+    from tf_gpp.prune.schedules import Cost as ScheduleCost
+
+    assert GrowCost is ScheduleCost is Cost
+    target = Cost(macs=100)
+    assert Cost(10, 100) == Cost(params=10, macs=100)
+    assert target.reached_by(Cost(params=10**9, macs=100)) and not target.reached_by(Cost(params=1, macs=101))

@@ -43,6 +43,20 @@ _COSTLY_WEIGHTLESS = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class Cost:
+    """A model's (or a target's) parameters and MACs per sample; ``None``: not set (a target
+    on one figure only). The one cost type of compress, the pruner, the schedules and grow."""
+
+    params: int | None = None
+    macs: int | None = None
+
+    def reached_by(self, cost: Any) -> bool:
+        """Whether ``cost`` (anything with ``params`` and ``macs``) meets this target on every
+        figure it sets."""
+        return (self.macs is None or cost.macs <= self.macs) and (self.params is None or cost.params <= self.params)
+
+
 @dataclass
 class LayerProfile:
     name: str

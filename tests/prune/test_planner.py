@@ -4,6 +4,7 @@ import pytest
 
 import tf_gpp
 from tf_gpp.graph import DependencyGraph
+from tf_gpp.profile import Cost
 from tf_gpp.prune import Constraints, estimate_cost, plan_global, plan_threshold
 from tf_gpp.surgery import rebuild
 
@@ -121,8 +122,8 @@ def test_per_layer_threshold_is_one_eta_times_std_meeting_the_target():
     base = tf_gpp.profile(m).macs
     target = int(0.45 * base)
     plan = tf_gpp.prune.PerLayerThreshold(rounds=1).plan(
-        dep, s, Constraints(), round=1, rounds=1, base=tf_gpp.prune.schedules.Cost(base, None),
-        target=tf_gpp.prune.schedules.Cost(target, None))
+        dep, s, Constraints(), round=1, rounds=1, base=Cost(macs=base),
+        target=Cost(macs=target))
 
     spread = {g: float(np.std(v[v != 0])) for g, v in s.items()}
 

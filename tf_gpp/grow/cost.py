@@ -1,24 +1,20 @@
-"""Parameters and MACs of a candidate network, via :func:`tf_gpp.profile`."""
+"""Parameters and MACs of a candidate network, via :func:`tf_gpp.profile`, as the one
+:class:`~tf_gpp.profile.Cost`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import keras
 
+from tf_gpp.profile import Cost, profile
 
-@dataclass(frozen=True)
-class Cost:
-    params: int
-    macs: int
+__all__ = ["Cost", "budget_violation", "model_cost"]
 
 
 def model_cost(model: keras.Model, input_shape: Any = None) -> Cost:
     """Parameters (all weights) and multiply-accumulates per sample (at ``input_shape`` for a
     model with unknown input dimensions, as :func:`tf_gpp.profile`)."""
-    from tf_gpp.profile import profile
-
     result = profile(model, input_shape=input_shape)
     return Cost(params=int(result.params), macs=int(result.macs))
 

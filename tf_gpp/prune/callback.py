@@ -140,9 +140,9 @@ class PruningCallback(keras.callbacks.Callback):
             raise ArgumentError(f"PruningCallback: importance {self.importance!r} needs data=(x, y) or a dataset")
         view = masked_view(self.model, self.input_shape)
         params, macs = view.cost(set())
-        self.base = Cost(macs, params)
-        self.target = Cost(resolve_target(self.target_macs, macs, "target_macs"),
-                           resolve_target(self.target_params, params, "target_params"))
+        self.base = Cost(params=params, macs=macs)
+        self.target = Cost(macs=resolve_target(self.target_macs, macs, "target_macs"),
+                           params=resolve_target(self.target_params, params, "target_params"))
         self._record(view)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:

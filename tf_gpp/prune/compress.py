@@ -216,8 +216,8 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
     input_shape = input_shape_from_data(model, train)  # the data's size prices dynamic dimensions
     base = profile(model, input_shape=input_shape)
     sized = cfg.sized
-    target = Cost(resolve_target(cfg.target_macs, base.macs, "target_macs"),
-                  resolve_target(cfg.target_params, base.params, "target_params"))
+    target = Cost(macs=resolve_target(cfg.target_macs, base.macs, "target_macs"),
+                  params=resolve_target(cfg.target_params, base.params, "target_params"))
     if sized and all(t is None or t >= b for t, b in ((target.macs, base.macs), (target.params, base.params))):
         raise PruningRequestError(
             f"target_macs={cfg.target_macs}, target_params={cfg.target_params}: the base model "
@@ -229,7 +229,7 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
     pruner = Pruner(model, _importance_for(cfg.importance, task), cfg.constraints(), input_shape=input_shape,
                     recalibrate_steps=0, batch_size=cfg.batch_size)
     pruner.model = rebuild(base_dep, set())  # a copy: the user's model is never trained nor recompiled
-    pruner.base = Cost(base.macs, base.params)
+    pruner.base = Cost(params=base.params, macs=base.macs)
     sched = cfg.schedule()
 
     ckpt = RoundCheckpoint(cfg.checkpoint_dir) if cfg.checkpoint_dir is not None else None

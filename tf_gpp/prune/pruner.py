@@ -186,9 +186,9 @@ class Pruner:
         dep = DependencyGraph(self.model, input_shape=self.input_shape)
         if self.base is None:
             params, macs = estimate_cost(dep, {})
-            self.base = Cost(macs, params)
-        target = Cost(resolve_target(target_macs, self.base.macs, "target_macs"),
-                      resolve_target(target_params, self.base.params, "target_params"))
+            self.base = Cost(params=params, macs=macs)
+        target = Cost(macs=resolve_target(target_macs, self.base.macs, "target_macs"),
+                      params=resolve_target(target_params, self.base.params, "target_params"))
         round_ = self.round + 1
         plan = plan_round(self.model, dep, ds, self.importance, sched, self.constraints,
                           round=round_, rounds=1, base=self.base, target=target)

@@ -18,30 +18,17 @@ dict or an instance, and :func:`serialize` writes the registered name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from tf_gpp.errors import ArgumentError, PruningRequestError
 from tf_gpp.graph.dependency import DependencyGraph
+from tf_gpp.profile import Cost
 from tf_gpp.prune.planner import Constraints, estimate_cost, plan_global, plan_threshold
 
 __all__ = ["Cost", "Geometric", "PerLayerThreshold", "PruningSchedule", "Threshold", "get", "names", "register_schedule",
            "registered_name", "resolve_target", "serialize", "unregister_schedule"]
-
-
-@dataclass(frozen=True)
-class Cost:
-    """Absolute cost figures (``None``: no target on that figure)."""
-
-    macs: int | None = None
-    params: int | None = None
-
-    def reached_by(self, cost: Any) -> bool:
-        """Whether ``cost`` (anything with ``macs`` and ``params``) meets this target on every
-        figure it sets."""
-        return (self.macs is None or cost.macs <= self.macs) and (self.params is None or cost.params <= self.params)
 
 
 def resolve_target(target: float | None, base: int, name: str) -> int | None:
@@ -127,7 +114,7 @@ class Geometric(PruningSchedule):
                 return None
             return t if frac >= 1 else int(b * (t / b) ** frac)
 
-        return Cost(at(base.macs, target.macs), at(base.params, target.params))
+        return Cost(params=at(base.params, target.params), macs=at(base.macs, target.macs))
 
     def plan(self, dep, scores, constraints, *, round, rounds, base, target):  # noqa: D102
         if target.macs is None and target.params is None:
@@ -176,7 +163,7 @@ class Threshold(PruningSchedule):
     def plan(self, dep, scores, constraints, *, round, rounds, base, target):  # noqa: D102
         if target.macs is not None or target.params is not None:
             params, macs = estimate_cost(dep, {})
-            if target.reached_by(Cost(macs, params)):
+            if target.reached_by(Cost(params=params, macs=macs)):
                 return {}
         return plan_threshold(dep, scores, self.eta_at(round), constraints)
 
