@@ -406,6 +406,32 @@ def _add_subcommand(sub: Any, name: str, help_: str, example: str) -> argparse.A
     return sp
 
 
+def _add_compress_training(sp: argparse.ArgumentParser) -> None:
+    """compress's scoring, push and fine-tuning options, their defaults read from CompressConfig."""
+    from tf_gpp.importance import names as importance_names
+    from tf_gpp.prune.config import CompressConfig
+
+    defaults = CompressConfig()
+    sp.add_argument("--importance", choices=importance_names(),
+                    help=f"how units are scored (default {defaults.importance}); names from tf_gpp.importance's "
+                    "registry; gpp is the CVIU paper's pipeline; --import MODULE adds the names that "
+                    "MODULE registers")
+    sp.add_argument("--push", action=argparse.BooleanOptionalAction,
+                    help=f"a push phase before round 1, as GPP (default {'on' if defaults.push else 'off'}; "
+                    "--push with --importance gpp is the papers' path)")
+    sp.add_argument("--push-every-round", action=argparse.BooleanOptionalAction,
+                    help="with --push: push before every round, not only before round 1 "
+                    f"(default {'on' if defaults.push_every_round else 'off'})")
+    sp.add_argument("--rounds", type=int, help=f"prune rounds (default {defaults.rounds})")
+    sp.add_argument("--push-epochs", type=int,
+                    help=f"epochs of each push phase, with --push (default {defaults.push_epochs})")
+    sp.add_argument("--finetune-epochs", type=int, help=f"fine-tuning epochs per round (default {defaults.finetune_epochs})")
+    sp.add_argument("--min-finetune-steps", type=int,
+                    help=f"a floor in optimizer steps per fine-tune (default {defaults.min_finetune_steps})")
+    sp.add_argument("--distill", action=argparse.BooleanOptionalAction,
+                    help=f"fine-tune with distillation from the original (default {'on' if defaults.distill else 'off'})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tf-gpp",
@@ -420,8 +446,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     from tf_gpp.convert import quantization
     from tf_gpp.data import registry
-    from tf_gpp.importance import names as importance_names
-    from tf_gpp.prune.config import CompressConfig
 
     d = add("demo", "the main job on an embedded default (also what plain 'tf-gpp' runs)", "tf-gpp demo --quick")
     d.add_argument("--data", default="default", help="default (Fashion-MNIST from the Debian package, the Keras cache or a download; else "
@@ -453,26 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop at the first round more than this below the base validation accuracy and "
                     "keep the smallest round within it (e.g. 0.02 = 2 points); default: none, every round "
                     "runs and the target is reached")
-    defaults = CompressConfig()
-    sp.add_argument("--importance", choices=importance_names(),
-                    help=f"how units are scored (default {defaults.importance}); names from tf_gpp.importance's "
-                    "registry; gpp is the CVIU paper's pipeline; --import MODULE adds the names that "
-                    "MODULE registers")
-    sp.add_argument("--push", action=argparse.BooleanOptionalAction,
-                    help=f"a push phase before round 1, as GPP (default {'on' if defaults.push else 'off'}; "
-                    "--push with --importance gpp is the papers' path)")
-    sp.add_argument("--push-every-round", action=argparse.BooleanOptionalAction,
-                    help="with --push: push before every round, not only before round 1 "
-                    f"(default {'on' if defaults.push_every_round else 'off'})")
-    sp.add_argument("--rounds", type=int, help=f"prune rounds (default {defaults.rounds})")
-    sp.add_argument("--push-epochs", type=int,
-                    help=f"epochs of each push phase, with --push (default {defaults.push_epochs})")
-    sp.add_argument("--finetune-epochs", type=int, help=f"fine-tuning epochs per round (default {defaults.finetune_epochs})")
-    sp.add_argument("--min-finetune-steps", type=int,
-                    help=f"a floor in optimizer steps per fine-tune (default {defaults.min_finetune_steps})")
+    _add_compress_training(sp)
     sp.add_argument("--round-to", type=int, default=1, help="keep channel counts in multiples of this")
-    sp.add_argument("--distill", action=argparse.BooleanOptionalAction,
-                    help=f"fine-tune with distillation from the original (default {'on' if defaults.distill else 'off'})")
     sp.add_argument("--checkpoint-dir", help="save each round here; rerun with it to resume")
     sp.add_argument("--limit", type=int, help="use at most this many training samples")
     sp.add_argument("--unsafe", action="store_true")
