@@ -257,24 +257,9 @@ class Grower:
             start = self.start if isinstance(self.start, InceptionSpec) else InceptionSpec.from_dict(self.start)
             input_shape = input_shape if input_shape is not None else start.input_shape
             num_classes = num_classes if num_classes is not None else start.num_classes
-        train, val, input_shape, num_classes = resolve_data(
-            train_data, val_data, input_shape, num_classes
-        )
+        train, val, input_shape, num_classes = resolve_data(train_data, val_data, input_shape, num_classes)
         spec = self.start_spec(input_shape, num_classes)
-        if self.seed is not None:
-            keras.utils.set_random_seed(self.seed)
-        model = build_inception(spec)
-        cost = model_cost(model)
-        for arg, limit, value in (
-            ("max_params", self.max_params, cost.params),
-            ("max_macs", self.max_macs, cost.macs),
-        ):
-            if limit is not None and value > limit:
-                raise GrowError(
-                    f"{arg}={limit:,} is smaller than the starting network {spec.model_name} "
-                    f"({value:,}); raise {arg} or start smaller (start=InceptionSpec(...) or a "
-                    f"smaller start_width than {self.start_width})."
-                )
+        model, cost = self._start_model(spec)
 
         history: list[dict[str, Any]] = []
         saved = load_growth(self.checkpoint_dir, self.recipe()) if self.checkpoint_dir is not None else None
@@ -289,8 +274,7 @@ class Grower:
                 "modules": len(cand.modules), "name": cand.model_name,
                 "params": cand_cost.params, "macs": cand_cost.macs,
                 "val_accuracy": acc, "val_loss": loss, "accepted": accepted, "reason": reason,
-                "epochs": epochs, "seconds": round(time.perf_counter() - t0, 3),
-                "spec": cand.to_dict(),
+                "epochs": epochs, "seconds": round(time.perf_counter() - t0, 3), "spec": cand.to_dict(),
             }
             history.append(entry)
             self._log(entry)
@@ -320,18 +304,11 @@ class Grower:
             t0 = time.perf_counter()
             if self.seed is not None:  # per-round seed: a resumed run replays the same round
                 keras.utils.set_random_seed(self.seed + round_)
-            trainable = []
-            proposals = self.candidates(spec)
-            for action, target, cand_spec in proposals:
-                cand = build_inception(cand_spec)
-                cand_cost = model_cost(cand)
-                violation = budget_violation(cand_cost, self.max_params, self.max_macs)
-                if violation:
-                    record(round_, action, target, cand_spec, cand_cost, None, None, False,
-                           f"over budget: {violation}", 0, t0)
-                    t0 = time.perf_counter()
-                else:
-                    trainable.append((action, target, cand_spec, cand, cand_cost))
+            proposals, trainable, over = self._priced_candidates(spec)
+            for action, target, cand_spec, cand_cost, violation in over:
+                record(round_, action, target, cand_spec, cand_cost, None, None, False,
+                       f"over budget: {violation}", 0, t0)
+                t0 = time.perf_counter()
             if not proposals:
                 stop_reason = "no candidates: nothing to widen (the net has no modules)"
                 break
@@ -371,12 +348,39 @@ class Grower:
         result = GrowResult(model=model, history=history, spec=spec, stop_reason=stop_reason, cost=cost)
         checkpoint(self.max_rounds, stop_reason)
         if self.verbose:
-            print(
-                f"[grow] stop: {stop_reason}; result {spec.model_name}, {cost.params:,} params, "
-                f"{cost.macs:,} MACs, val_accuracy {best_acc:.4f}",
-                flush=True,
-            )
+            print(f"[grow] stop: {stop_reason}; result {spec.model_name}, {cost.params:,} params, "
+                  f"{cost.macs:,} MACs, val_accuracy {best_acc:.4f}", flush=True)
         return result
+
+    def _start_model(self, spec: InceptionSpec) -> tuple[keras.Model, Cost]:
+        """The starting network (seeded) and its cost; refused if it is over the budget already."""
+        if self.seed is not None:
+            keras.utils.set_random_seed(self.seed)
+        model = build_inception(spec)
+        cost = model_cost(model)
+        for arg, limit, value in (("max_params", self.max_params, cost.params),
+                                  ("max_macs", self.max_macs, cost.macs)):
+            if limit is not None and value > limit:
+                raise GrowError(
+                    f"{arg}={limit:,} is smaller than the starting network {spec.model_name} "
+                    f"({value:,}); raise {arg} or start smaller (start=InceptionSpec(...) or a "
+                    f"smaller start_width than {self.start_width})."
+                )
+        return model, cost
+
+    def _priced_candidates(self, spec: InceptionSpec) -> tuple[list, list, list]:
+        """This round's proposals, those within the budget as ``(action, target, spec, model,
+        cost)`` and those over it as ``(action, target, spec, cost, why)``, in proposal order."""
+        proposals, trainable, over = self.candidates(spec), [], []
+        for action, target, cand_spec in proposals:
+            cand = build_inception(cand_spec)
+            cand_cost = model_cost(cand)
+            violation = budget_violation(cand_cost, self.max_params, self.max_macs)
+            if violation:
+                over.append((action, target, cand_spec, cand_cost, violation))
+            else:
+                trainable.append((action, target, cand_spec, cand, cand_cost))
+        return proposals, trainable, over
 
 
 def grow(

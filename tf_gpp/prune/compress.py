@@ -237,16 +237,7 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
     history, models, base_acc, done = _resume(ckpt, pruner, recipe, cfg.verbose)
     start = cfg.rounds + 1 if done else (history[-1].round + 1 if history else 1)
     if base_acc is None:
-        base_acc = train_kw.accuracy(pruner.model, val)
-        if cfg.recalibrate_steps != 0 and batchnorm_layers(pruner.model):
-            fresh = train_kw.recalibrated(_copy(pruner.model))
-            fresh_acc = train_kw.accuracy(fresh, val)
-            if cfg.verbose:
-                print(f"[tf_gpp] BatchNorm statistics re-estimated on the training data: validation accuracy "
-                      f"{base_acc:.4f} -> {fresh_acc:.4f} ({'kept' if fresh_acc >= base_acc else 'not kept'})")
-            if fresh_acc >= base_acc:
-                pruner.model, base_acc = fresh, fresh_acc
-                teacher = _copy(fresh) if teacher is not None else None
+        base_acc, teacher = _base_accuracy(train_kw, pruner, val, teacher)
     if cfg.verbose:
         print(f"[tf_gpp] base: {base.params:,} params, {base.macs:,} MACs, accuracy {base_acc:.4f}")
 
@@ -303,45 +294,7 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
         if done:
             break
 
-    if not history:
-        raise PruningRequestError("no round pruned anything: relax the constraints or raise eta/the target")
-    best = max(history, key=lambda h: h.accuracy)
-    within = [h for h in history if h.within_tolerance]
-    smallest = min(within, key=lambda h: h.macs) if within else None
-    last = history[-1]
-    met = target.reached_by(last)
-    if cfg.max_accuracy_drop is None:
-        chosen = last
-    else:
-        chosen = smallest or best
-        if smallest is None:
-            warnings.warn(
-                f"no round stayed within max_accuracy_drop={cfg.max_accuracy_drop} of the base accuracy "
-                f"{base_acc:.4f}; returning the most accurate round ({best.round}: {best.accuracy:.4f} at "
-                f"{100 * best.macs_ratio:.1f}% MACs). Give more fine-tuning (finetune_epochs, "
-                "final_finetune_epochs), a milder target, or more rounds.", UserWarning, stacklevel=2)
-    if sized and not met:
-        warnings.warn(
-            f"target not reached: the last round has {last.macs:,} MACs / {last.params:,} params "
-            f"(target_macs={cfg.target_macs}, target_params={cfg.target_params}); the constraints "
-            "(min_channels, round_to, ignored_layers, channels that reach an output) left nothing more to "
-            "remove. Relax them to go further.", UserWarning, stacklevel=2)
-    result = CompressResult(
-        model=models[chosen.round],
-        most_accurate=models[best.round],
-        smallest_within_tolerance=models[smallest.round] if smallest else None,
-        base_accuracy=base_acc,
-        base_macs=base.macs,
-        base_params=base.params,
-        history=history,
-        pushed_model=pushed_model,
-        chosen_round=chosen.round,
-        target_met=met if sized else None,
-    )
-    note = result.gap_note()
-    if note:
-        warnings.warn(note[0].upper() + note[1:], UserWarning, stacklevel=2)
-    return result
+    return _result(cfg, history, models, base, base_acc, target, pushed_model)
 
 
 # The signature shows every option with its default (tools record them from it).
@@ -371,6 +324,70 @@ def _check_model(model: Any, push: bool) -> DependencyGraph:
                     "diverged. Retrain it (lower learning rate) or restore a finite checkpoint."
                 )
     return dep
+
+
+def _base_accuracy(train_kw: _Training, pruner: Pruner, val: Any, teacher: keras.Model | None
+                   ) -> tuple[float, keras.Model | None]:
+    """The base model's validation accuracy; its BatchNorm statistics re-estimated on the
+    training data and kept (in ``pruner.model`` and the teacher) only when that is not less
+    accurate. Returns the accuracy and the teacher."""
+    base_acc = train_kw.accuracy(pruner.model, val)
+    cfg = train_kw.cfg
+    if cfg.recalibrate_steps != 0 and batchnorm_layers(pruner.model):
+        fresh = train_kw.recalibrated(_copy(pruner.model))
+        fresh_acc = train_kw.accuracy(fresh, val)
+        if cfg.verbose:
+            print(f"[tf_gpp] BatchNorm statistics re-estimated on the training data: validation accuracy "
+                  f"{base_acc:.4f} -> {fresh_acc:.4f} ({'kept' if fresh_acc >= base_acc else 'not kept'})")
+        if fresh_acc >= base_acc:
+            pruner.model, base_acc = fresh, fresh_acc
+            teacher = _copy(fresh) if teacher is not None else None
+    return base_acc, teacher
+
+
+def _result(cfg: CompressConfig, history: list[RoundRecord], models: dict[int, keras.Model], base: Any,
+            base_acc: float, target: Cost, pushed_model: keras.Model | None) -> CompressResult:
+    """The returned round (the last, or with ``max_accuracy_drop`` the smallest within it), the
+    warnings that say what fell short, and the result."""
+    if not history:
+        raise PruningRequestError("no round pruned anything: relax the constraints or raise eta/the target")
+    best = max(history, key=lambda h: h.accuracy)
+    within = [h for h in history if h.within_tolerance]
+    smallest = min(within, key=lambda h: h.macs) if within else None
+    last = history[-1]
+    met = target.reached_by(last)
+    if cfg.max_accuracy_drop is None:
+        chosen = last
+    else:
+        chosen = smallest or best
+        if smallest is None:
+            warnings.warn(
+                f"no round stayed within max_accuracy_drop={cfg.max_accuracy_drop} of the base accuracy "
+                f"{base_acc:.4f}; returning the most accurate round ({best.round}: {best.accuracy:.4f} at "
+                f"{100 * best.macs_ratio:.1f}% MACs). Give more fine-tuning (finetune_epochs, "
+                "final_finetune_epochs), a milder target, or more rounds.", UserWarning, stacklevel=3)
+    if cfg.sized and not met:
+        warnings.warn(
+            f"target not reached: the last round has {last.macs:,} MACs / {last.params:,} params "
+            f"(target_macs={cfg.target_macs}, target_params={cfg.target_params}); the constraints "
+            "(min_channels, round_to, ignored_layers, channels that reach an output) left nothing more to "
+            "remove. Relax them to go further.", UserWarning, stacklevel=3)
+    result = CompressResult(
+        model=models[chosen.round],
+        most_accurate=models[best.round],
+        smallest_within_tolerance=models[smallest.round] if smallest else None,
+        base_accuracy=base_acc,
+        base_macs=base.macs,
+        base_params=base.params,
+        history=history,
+        pushed_model=pushed_model,
+        chosen_round=chosen.round,
+        target_met=met if cfg.sized else None,
+    )
+    note = result.gap_note()
+    if note:
+        warnings.warn(note[0].upper() + note[1:], UserWarning, stacklevel=3)
+    return result
 
 
 def _importance_for(importance: Any, task: TaskInfo) -> Importance:
