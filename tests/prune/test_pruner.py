@@ -108,3 +108,27 @@ def test_refusals(trained):
         Pruner(trained, importance="l1").step(target_macs=-1)
     with pytest.raises(tf_gpp.ArgumentError, match="end_epoch"):
         tf_gpp.PruningCallback(target_macs=0.5, start_epoch=3, end_epoch=1)
+
+
+def test_a_pruner_built_from_a_pruned_model_its_base_and_round_continues_the_run(trained, tmp_path):
+    """Pruner(model, base=, round=) continues where another pruner stopped: the same second step
+    (plan, widths, weights) as one pruner taking both steps, from the first step's model saved
+    and reloaded (nothing of the first pruner shared)."""
+    (xt, yt), _ = digits_split()
+    data, sched = (xt[:256], yt[:256]), Geometric(rounds=2)
+    whole = Pruner(trained, importance="l1", recalibrate_steps=0)
+    first = whole.step(data, target_macs=0.3, schedule=sched)
+    second = whole.step(data, target_macs=0.3, schedule=sched)
+    first.model.save(tmp_path / "round1.keras")
+    again = Pruner(keras.models.load_model(tmp_path / "round1.keras"), importance="l1", recalibrate_steps=0,
+                   base=schedules.Cost(params=first.base_params, macs=first.base_macs), round=1)
+    step = again.step(data, target_macs=0.3, schedule=sched)
+    assert step.plan == second.plan and step.round == 2 and (step.macs, step.params) == (second.macs, second.params)
+    for a, b in zip(step.model.get_weights(), second.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    at_round_0 = Pruner(keras.models.load_model(tmp_path / "round1.keras"), importance="l1", recalibrate_steps=0,
+                        base=schedules.Cost(params=first.base_params, macs=first.base_macs))
+    assert at_round_0.step(data, target_macs=0.3, schedule=sched).plan == {}  # round 1's target: met already
+    assert again.continue_from(second.model, round=5).round == 5 and again.model is second.model
+    with pytest.raises(tf_gpp.ArgumentError, match="round=-1"):
+        Pruner(trained, round=-1)

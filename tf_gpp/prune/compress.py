@@ -226,10 +226,9 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
         )
     train_kw = _Training(cfg, task, train)
     teacher = _copy(model) if cfg.distill else None
-    pruner = Pruner(model, _importance_for(cfg.importance, task), cfg.constraints(), input_shape=input_shape,
-                    recalibrate_steps=0, batch_size=cfg.batch_size)
-    pruner.model = rebuild(base_dep, set())  # a copy: the user's model is never trained nor recompiled
-    pruner.base = Cost(params=base.params, macs=base.macs)
+    pruner = Pruner(rebuild(base_dep, set()),  # a copy: the user's model is never trained nor recompiled
+                    _importance_for(cfg.importance, task), cfg.constraints(), input_shape=input_shape,
+                    recalibrate_steps=0, batch_size=cfg.batch_size, base=Cost(params=base.params, macs=base.macs))
     sched = cfg.schedule()
 
     ckpt = RoundCheckpoint(cfg.checkpoint_dir) if cfg.checkpoint_dir is not None else None
@@ -248,9 +247,8 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
         t0 = time.perf_counter()
         keras.utils.set_random_seed(cfg.seed + r)  # per-round seed: a resumed run replays the same round
         if cfg.push and (r == 1 or cfg.push_every_round):  # the push phase, on top of fine-tuning
-            pruner.model = train_kw.recalibrated(train_kw.push(pruner.model, teacher))
+            pruner.continue_from(train_kw.recalibrated(train_kw.push(pruner.model, teacher)))
             pushed_model = pushed_model or pruner.model
-        pruner.round = r - 1
         step = pruner.step(train, target_macs=target.macs if sized else None,
                            target_params=target.params if sized else None, schedule=sched)
         if not step.plan:
@@ -264,7 +262,7 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
         if frozen and cfg.unfreeze_pruned:
             unfreeze_layers(step.model, frozen)
         slim = train_kw.recalibrated(train_kw.finetune(step.model, teacher, cfg.epochs_of_round(r)))
-        pruner.model = slim
+        pruner.continue_from(slim)
         acc = train_kw.accuracy(slim, val)
         p = profile(slim, input_shape=input_shape)
         rec = RoundRecord(
@@ -340,7 +338,8 @@ def _base_accuracy(train_kw: _Training, pruner: Pruner, val: Any, teacher: keras
             print(f"[tf_gpp] BatchNorm statistics re-estimated on the training data: validation accuracy "
                   f"{base_acc:.4f} -> {fresh_acc:.4f} ({'kept' if fresh_acc >= base_acc else 'not kept'})")
         if fresh_acc >= base_acc:
-            pruner.model, base_acc = fresh, fresh_acc
+            pruner.continue_from(fresh)
+            base_acc = fresh_acc
             teacher = _copy(fresh) if teacher is not None else None
     return base_acc, teacher
 
@@ -435,7 +434,7 @@ def _resume(ckpt: RoundCheckpoint | None, pruner: Pruner, recipe: dict, verbose:
     history = [RoundRecord(**r) for r in state["history"]]
     models = {r.round: ckpt.load_model(r.checkpoint) for r in history}
     if history:
-        pruner.model = models[history[-1].round]
+        pruner.continue_from(models[history[-1].round], round=history[-1].round)
     if verbose:
         print(f"[tf_gpp] resuming from {ckpt.folder} after round {history[-1].round if history else 0}")
     return history, models, state["base_accuracy"], bool(state.get("done"))

@@ -127,9 +127,13 @@ class Pruner:
         recalibrate_steps: batches over which BatchNorm statistics are re-estimated after each
             step (``0``: off, ``None``: all data).
         batch_size: batch size used when ``data`` is arrays.
+        base: the cost targets are fractions of (default: ``model``'s, priced at the first
+            step); give the original model's to continue a run from a pruned model.
+        round: the steps already taken (a schedule's round ``round + 1`` comes next).
 
     ``pruner.model`` is the current model: the user's model before the first step, then the
-    last step's ``result.model`` (train it between steps: the next step continues from it).
+    last step's ``result.model`` (train it between steps: the next step continues from it; a
+    trained copy is handed back with :meth:`continue_from`).
     """
 
     def __init__(
@@ -144,9 +148,13 @@ class Pruner:
         input_shape: InputShapes = None,
         recalibrate_steps: int | None = 100,
         batch_size: int = 64,
+        base: Cost | None = None,
+        round: int = 0,
     ) -> None:
         if not isinstance(model, keras.Model):
             raise ArgumentError(f"Pruner needs a keras.Model, got {type(model).__name__}")
+        if isinstance(round, bool) or not isinstance(round, int) or round < 0:
+            raise ArgumentError(f"Pruner(round={round!r}): the steps already taken, a whole number >= 0")
         self.model = model
         self.importance = get_importance(importance)
         self.constraints = make_constraints(constraints, round_to, min_channels, ignored_layers)
@@ -156,8 +164,20 @@ class Pruner:
             raise ArgumentError(f"recalibrate_steps={recalibrate_steps!r}: a whole number >= 0 (0: off) or None")
         self.recalibrate_steps = recalibrate_steps
         self.batch_size = batch_size
-        self.round = 0
-        self.base: Cost | None = None
+        self.round = round
+        self.base: Cost | None = base
+
+    def continue_from(self, model: keras.Model, round: int | None = None) -> Pruner:
+        """The next step prunes ``model`` (the last step's model after training outside the
+        pruner, which never trains); ``round``: the steps taken so far (default: unchanged).
+        Returns the pruner."""
+        if not isinstance(model, keras.Model):
+            raise ArgumentError(f"Pruner.continue_from needs a keras.Model, got {type(model).__name__}")
+        if round is not None and (isinstance(round, bool) or not isinstance(round, int) or round < 0):
+            raise ArgumentError(f"Pruner.continue_from(round={round!r}): a whole number >= 0")
+        self.model = model
+        self.round = self.round if round is None else round
+        return self
 
     def step(
         self,
