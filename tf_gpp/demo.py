@@ -11,6 +11,8 @@ from pathlib import Path
 
 import keras
 
+from tf_gpp.training import Trainer
+
 
 def base_cnn(input_shape: tuple, num_classes: int) -> keras.Model:
     """The demo's base model: 4 conv-BN-ReLU layers (pooling after the 1st and 3rd),
@@ -54,9 +56,9 @@ def run_demo(out_dir: str | None = None, data: str = "default", quick: bool = Fa
 
     t = _step("train the base model")
     model = base_cnn(ds.input_shape, ds.num_classes)
-    model.compile(keras.optimizers.Adam(2e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    model.fit(ds.train, validation_data=ds.val, epochs=epochs or (4 if quick else 6), verbose=2, shuffle=False)
+    Trainer("adam", 2e-3, verbose=2).fit(model, ds.train, epochs or (4 if quick else 6), metrics=["accuracy"],
+                                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                                         validation_data=ds.val)
     base_acc = float(model.evaluate(x_test, y_test, verbose=0, return_dict=True)["accuracy"])
     print(f"base test accuracy {base_acc:.4f} ({time.perf_counter() - t:.0f}s)")
     model.save(out / "base.keras")

@@ -31,13 +31,14 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
 
+from tf_gpp.errors import ArgumentError
 from tf_gpp.grow.checks import resolve_data
 from tf_gpp.grow.cost import Cost, budget_violation, model_cost
 from tf_gpp.grow.errors import GrowError
@@ -45,13 +46,12 @@ from tf_gpp.grow.inception import build_inception
 from tf_gpp.grow.spec import InceptionSpec, default_start_spec
 from tf_gpp.grow.transfer import transfer_weights
 from tf_gpp.io import RoundCheckpoint, recipe_json
+from tf_gpp.training import OptimizerLike, Trainer, serialize_optimizer
 
 ACTIONS = ("add", "widen")
 #: Grower options that change nothing grown: a resumed growth may differ in them
 _NOT_IN_RECIPE = ("callbacks", "checkpoint_dir", "verbose")
 BASELINES = ("incumbent", "continued")
-
-OptimizerLike = str | keras.optimizers.Optimizer | Callable[[], keras.optimizers.Optimizer]
 
 
 @dataclass
@@ -168,6 +168,11 @@ class Grower:
                 f"compile_kwargs may not set {sorted(reserved)}: use optimizer=/learning_rate= "
                 "(the loss and accuracy metric are fixed by the growth criterion)."
             )
+        try:
+            self.trainer = Trainer(optimizer, learning_rate, callbacks=self.callbacks, compile_kwargs=self.compile_kwargs,
+                                   verbose=2 if verbose >= 2 else 0)
+        except ArgumentError as exc:
+            raise GrowError(f"{exc} (Grower trains every candidate with it, at learning_rate)") from exc
         self.seed = seed
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.verbose = verbose
@@ -180,6 +185,8 @@ class Grower:
                  if k not in ("self", *_NOT_IN_RECIPE)}
         if isinstance(named["start"], InceptionSpec):
             named["start"] = named["start"].to_dict()
+        if not callable(named["optimizer"]) or isinstance(named["optimizer"], keras.optimizers.Optimizer):
+            named["optimizer"] = serialize_optimizer(named["optimizer"])  # its stable form: "adam", a config
         return recipe_json(named)
 
     # -- pieces ---------------------------------------------------------------------------
@@ -216,30 +223,11 @@ class Grower:
                 out.append(("widen", target, spec.with_module_widened(target, self.widen_factor)))
         return out
 
-    def _optimizer(self) -> keras.optimizers.Optimizer:
-        opt = self.optimizer
-        if isinstance(opt, str):
-            return type(keras.optimizers.get(opt))(learning_rate=self.learning_rate)
-        if isinstance(opt, keras.optimizers.Optimizer):  # fresh copy: one model per optimizer
-            return type(opt).from_config(opt.get_config())
-        if callable(opt):
-            return opt()
-        raise GrowError(f"optimizer must be a name, an Optimizer or a factory, got {opt!r}.")
-
     def train(self, model: keras.Model, spec: InceptionSpec, train: Any, val: Any, epochs: int) -> tuple[float, float]:
-        """Compile, fit ``epochs`` epochs, return ``(val_accuracy, val_loss)``."""
-        model.compile(
-            optimizer=self._optimizer(),
-            loss=keras.losses.SparseCategoricalCrossentropy(
-                from_logits=spec.classifier_activation is None
-            ),
-            metrics=["accuracy"],
-            **self.compile_kwargs,
-        )
-        model.fit(
-            train, epochs=epochs, shuffle=False, callbacks=self.callbacks,
-            verbose=2 if self.verbose >= 2 else 0,
-        )
+        """Fit ``epochs`` epochs (the grower's :class:`~tf_gpp.training.Trainer`: a fresh optimizer,
+        the callbacks), return ``(val_accuracy, val_loss)``."""
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=spec.classifier_activation is None)
+        self.trainer.fit(model, train, epochs, loss=loss, metrics=["accuracy"])
         result = model.evaluate(val, verbose=0, return_dict=True)
         return float(result["accuracy"]), float(result["loss"])
 
@@ -252,12 +240,7 @@ class Grower:
     def run(self, train_data: Any, val_data: Any | None = None) -> GrowResult:
         """Grow on ``train_data`` (a ``tf.data.Dataset`` of ``(x, y)`` batches or a
         :class:`tf_gpp.data.Dataset`), judging steps on ``val_data``."""
-        input_shape, num_classes = self.input_shape, self.num_classes
-        if isinstance(self.start, InceptionSpec | dict):  # the start net knows its shapes
-            start = self.start if isinstance(self.start, InceptionSpec) else InceptionSpec.from_dict(self.start)
-            input_shape = input_shape if input_shape is not None else start.input_shape
-            num_classes = num_classes if num_classes is not None else start.num_classes
-        train, val, input_shape, num_classes = resolve_data(train_data, val_data, input_shape, num_classes)
+        train, val, input_shape, num_classes = self._resolve_data(train_data, val_data)
         spec = self.start_spec(input_shape, num_classes)
         model, cost = self._start_model(spec)
 
@@ -352,6 +335,16 @@ class Grower:
                   f"{cost.macs:,} MACs, val_accuracy {best_acc:.4f}", flush=True)
         return result
 
+    def _resolve_data(self, train_data: Any, val_data: Any) -> tuple[Any, Any, tuple[int, ...], int]:
+        """The training and validation pipelines, the input shape and the class count (the
+        grower's, else the start spec's, else the data's)."""
+        input_shape, num_classes = self.input_shape, self.num_classes
+        if isinstance(self.start, InceptionSpec | dict):  # the start net knows its shapes
+            start = self.start if isinstance(self.start, InceptionSpec) else InceptionSpec.from_dict(self.start)
+            input_shape = input_shape if input_shape is not None else start.input_shape
+            num_classes = num_classes if num_classes is not None else start.num_classes
+        return resolve_data(train_data, val_data, input_shape, num_classes)
+
     def _start_model(self, spec: InceptionSpec) -> tuple[keras.Model, Cost]:
         """The starting network (seeded) and its cost; refused if it is over the budget already."""
         if self.seed is not None:
@@ -417,8 +410,9 @@ def grow(
         epochs_per_round: training epochs of each candidate.
         **kwargs: further :class:`Grower` options: ``start_width`` (16),
             ``start_epochs``, ``actions`` (``("add", "widen")``), ``widen_factor``
-            (1.5), ``optimizer`` (``"adam"``; a name, Optimizer or factory),
-            ``learning_rate`` (1e-3), ``callbacks`` (for ``fit``), ``compile_kwargs``
+            (1.5), ``optimizer`` (``"adam"``; a name, a config dict, an Optimizer used as a
+            template or a factory: a fresh one for every fit), ``learning_rate`` (1e-3, the
+            optimizer's rate whatever form it is given in), ``callbacks`` (for ``fit``), ``compile_kwargs``
             (extra ``compile`` arguments, e.g. ``{"jit_compile": False}``),
             ``baseline`` (``"incumbent"`` or ``"continued"``, see above), ``seed`` (sets Keras'
             global seed, and ``seed + r`` at each round r), ``checkpoint_dir`` (the

@@ -37,12 +37,13 @@ from tf_gpp.importance import Importance, get_importance
 from tf_gpp.io import RoundCheckpoint
 from tf_gpp.profile import input_shape_from_data, profile
 from tf_gpp.prune.config import PUSH_WARMUP_SHARE, CompressConfig
-from tf_gpp.prune.distill import Distiller
 from tf_gpp.prune.planner import validate_ignored_layers
 from tf_gpp.prune.pruner import Pruner
 from tf_gpp.prune.schedules import Cost, resolve_target
+from tf_gpp.push import PushModel, PushSchedule
 from tf_gpp.recalibrate import batchnorm_layers, recalibrate_batchnorm
 from tf_gpp.surgery import frozen_pruned_layers, frozen_pruned_message, rebuild, unfreeze_layers
+from tf_gpp.training import Trainer
 
 __all__ = ["CompressConfig", "CompressResult", "RoundRecord", "compress"]
 
@@ -140,8 +141,9 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
     What it trains with: the classifier output with cross-entropy for its labels (sparse,
     one-hot or binary; from logits or probabilities as the output is), other outputs with the
     model's own compiled losses, half of it distilled from the unpruned model's logits
-    (``distill``), with ``Adam(learning_rate)`` decayed to 0 within each fit (``lr_schedule``).
-    The model's compiled optimizer is not reused: the recipe was measured with this one.
+    (``distill``), with ``optimizer`` (Adam by default) at ``learning_rate``, decayed to 0 within
+    each fit (``lr_schedule``), all through one :class:`~tf_gpp.training.Trainer`. The model's
+    compiled optimizer is not reused: the recipe was measured with Adam.
 
     Args:
         model: functional or Sequential classifier (logits or softmax, or a binary
@@ -189,7 +191,12 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
         min_finetune_steps: a floor in optimizer steps for every fine-tuning fit: its epochs are
             raised to reach it, so a small dataset (a few batches per epoch) is not under-trained
             (0: off).
-        lr_schedule: ``"cosine"`` (Adam's rate decays from ``learning_rate`` to 0 within
+        optimizer: what every push-training and fine-tuning fit trains with: a Keras optimizer
+            name (``"adam"``, the default, ``"sgd"``, ``"adamw"``, ...), a config dict
+            (``{"class_name": "SGD", "config": {"momentum": 0.9}}``) or an instance, a template
+            copied for every fit (never trained nor changed). Its learning rate is
+            ``learning_rate`` (a warning says so when the template states another one).
+        lr_schedule: ``"cosine"`` (the rate decays from ``learning_rate`` to 0 within
             every push-training and fine-tuning fit) or ``"constant"``.
         callbacks: extra Keras callbacks for every push-training and fine-tuning fit.
         recalibrate_steps: training batches over which every BatchNormalization's moving
@@ -459,44 +466,17 @@ def _label_errors(fn: Any) -> Any:
     return wrapper
 
 
-class _CosineWithinFit(keras.callbacks.Callback):
-    """Adam's learning rate decays from ``learning_rate`` to 0 (cosine) over each ``fit``."""
-
-    def __init__(self, learning_rate: float) -> None:
-        super().__init__()
-        self.learning_rate = float(learning_rate)
-        self.total, self.step = 1, 0
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.total = max(1, int(self.params.get("epochs") or 1) * int(self.params.get("steps") or 1))
-        self.step = 0
-
-    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        t = min(self.step, self.total) / self.total
-        self.model.optimizer.learning_rate.assign(0.5 * self.learning_rate * (1.0 + np.cos(np.pi * t)))
-        self.step += 1
-
-
 class _Training:
-    """compress's training recipe: Adam at ``learning_rate`` (cosine within each fit or
-    constant), the task's loss and accuracy, push training, fine-tuning (optionally
-    distilled) and BatchNorm re-estimation on the training data."""
+    """compress's training recipe around one :class:`~tf_gpp.training.Trainer` (the optimizer
+    at ``learning_rate``, cosine within each fit or constant, distillation, callbacks): the
+    task's loss and accuracy, push training, fine-tuning and BatchNorm re-estimation on the
+    training data."""
 
     def __init__(self, cfg: CompressConfig, task: TaskInfo, train: tf.data.Dataset) -> None:
         self.cfg, self.task, self.train = cfg, task, train
-        schedule = [_CosineWithinFit(cfg.learning_rate)] if cfg.lr_schedule == "cosine" else []
-        self.callbacks = [*schedule, *(cfg.callbacks or [])]
-        self.fit_verbose = 1 if cfg.verbose > 1 else 0
-
-    def compile(self, model: keras.Model, learning_rate: float | None = None, *, train: bool = True,
-                losses_of: keras.Model | None = None) -> None:
-        rate = self.cfg.learning_rate if learning_rate is None else learning_rate
-        self.task.compile(model, keras.optimizers.Adam(rate), losses_of=losses_of)
-        if train:
-            # Built here, Adam's slots exist before fit traces its step: otherwise the first
-            # trace creates them and TensorFlow traces the whole train step a second time,
-            # which doubles the cost of every short fit of a rebuilt model.
-            model.optimizer.build(model.trainable_variables)
+        self.trainer = Trainer(cfg.optimizer, cfg.learning_rate, lr_schedule=cfg.lr_schedule,
+                               callbacks=cfg.callbacks, distill_alpha=cfg.distill_alpha,
+                               distill_temperature=cfg.distill_temperature, verbose=1 if cfg.verbose > 1 else 0)
 
     def recalibrated(self, model: keras.Model) -> keras.Model:
         steps = self.cfg.recalibrate_steps
@@ -504,33 +484,20 @@ class _Training:
 
     @_label_errors
     def accuracy(self, model: keras.Model, data: tf.data.Dataset) -> float:
-        self.compile(model, 1e-3, train=False)
+        self.trainer.compile(model, task=self.task, build=False)
         return float(model.evaluate(data, verbose=0, return_dict=True)[self.task.accuracy_key])
-
-    def distilled(self, student: keras.Model, teacher: keras.Model | None) -> keras.Model:
-        """``student`` wrapped in a :class:`Distiller` from ``teacher`` (logits classifiers only;
-        a multi-output model distils its classifier output), else ``student`` itself."""
-        if teacher is None or self.task.probabilities or self.task.kind == "binary":
-            return student
-        index = self.task.output_index if self.task.num_outputs > 1 else None
-        return Distiller(student, teacher, alpha=self.cfg.distill_alpha,
-                         temperature=self.cfg.distill_temperature, output=index)
 
     @_label_errors
     def push(self, model: keras.Model, teacher: keras.Model | None = None) -> keras.Model:
         """``push_epochs`` of push training (the weights ramp from 0 over the first
         ``PUSH_WARMUP_SHARE`` of its steps), distilled from ``teacher`` when given."""
-        from tf_gpp.push import PushModel, PushSchedule
-
         epochs = self.cfg.push_epochs
         if epochs <= 0:
             return model
         pm = PushModel(model, push=self.cfg.push_loss)
-        trainer = self.distilled(pm, teacher)
-        self.compile(trainer, losses_of=model)
         ramp = max(1, round(PUSH_WARMUP_SHARE * epochs * self.steps_per_epoch))
-        trainer.fit(self.train, epochs=epochs, verbose=self.fit_verbose, shuffle=False,
-                    callbacks=[PushSchedule(warmup_steps=ramp), *self.callbacks])
+        self.trainer.fit(pm, self.train, epochs, task=self.task, teacher=teacher, losses_of=model,
+                         callbacks=[PushSchedule(warmup_steps=ramp)])
         return pm.strip()
 
     @functools.cached_property
@@ -552,8 +519,6 @@ class _Training:
         epochs = self.finetune_epochs(epochs)
         if epochs <= 0:
             return slim
-        trainer = self.distilled(slim, teacher)
-        self.compile(trainer, losses_of=slim)
-        trainer.fit(self.train, epochs=epochs, verbose=self.fit_verbose, shuffle=False, callbacks=self.callbacks)
+        self.trainer.fit(slim, self.train, epochs, task=self.task, teacher=teacher)
         return slim
 

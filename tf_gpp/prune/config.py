@@ -18,7 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tf_gpp.errors import PruningRequestError
+from tf_gpp.errors import ArgumentError, PruningRequestError
 from tf_gpp.importance import DEFAULT_IMPORTANCE, Importance, get_importance
 from tf_gpp.io import recipe_json
 from tf_gpp.prune.planner import Constraints
@@ -29,11 +29,15 @@ from tf_gpp.prune.schedules import (
     Threshold,
     resolve_target,
 )
+from tf_gpp.push import PushLoss
+from tf_gpp.training import LR_SCHEDULES, OptimizerLike, serialize_optimizer
 
 __all__ = ["STRATEGIES", "CompressConfig"]
 
 STRATEGIES = ("global", "per_layer", "threshold")
-LR_SCHEDULES = ("cosine", "constant")
+#: the optimizer compress trains with by default (the recipe was measured with it); a recipe
+#: records ``optimizer`` only when it is another, so checkpoints from before the option resume
+DEFAULT_OPTIMIZER = "adam"
 #: options that change nothing compress computes: a resumed run may differ in them
 _NOT_IN_RECIPE = frozenset({"checkpoint_dir", "log_dir", "verbose", "callbacks"})
 #: the last round's fine-tuning, by default, in multiples of ``finetune_epochs``: its model is the
@@ -74,6 +78,7 @@ class CompressConfig:
     distill: bool = True
     distill_alpha: float = 0.5
     distill_temperature: float = 4.0
+    optimizer: OptimizerLike = DEFAULT_OPTIMIZER
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"
     batch_size: int = 64
@@ -129,13 +134,10 @@ class CompressConfig:
                 "(push once, before round 1)")
         if self.push_every_round and not self.push:
             raise PruningRequestError("push_every_round=True pushes only with push=True: pass push=True as well")
-        if self.push_loss is not None:
-            from tf_gpp.push import PushLoss
-
-            if not isinstance(self.push_loss, PushLoss):
-                raise PruningRequestError(
-                    f"push_loss={self.push_loss!r}: a tf_gpp.PushLoss (e.g. PushLoss(a=0.1, b=1.0, g=0.0)) "
-                    "or None for the defaults")
+        if self.push_loss is not None and not isinstance(self.push_loss, PushLoss):
+            raise PruningRequestError(
+                f"push_loss={self.push_loss!r}: a tf_gpp.PushLoss (e.g. PushLoss(a=0.1, b=1.0, g=0.0)) "
+                "or None for the defaults")
         for name in ("push_epochs", "finetune_epochs", "final_finetune_epochs"):
             value = getattr(self, name)
             if value is not None and not _whole(value, 0):
@@ -174,7 +176,19 @@ class CompressConfig:
                 raise PruningRequestError(f"{name}={value!r}: a finite number >= 0")
         if not _whole(self.batch_size, 1):
             raise PruningRequestError(f"batch_size={self.batch_size!r}: a whole number >= 1")
+        self.optimizer_recipe()
         return self
+
+    def optimizer_recipe(self) -> str | dict:
+        """``optimizer`` in its stable JSON form (:func:`tf_gpp.training.serialize_optimizer`).
+
+        Raises:
+            PruningRequestError: not a Keras optimizer name, config dict or instance.
+        """
+        try:
+            return serialize_optimizer(self.optimizer)
+        except ArgumentError as exc:
+            raise PruningRequestError(str(exc)) from exc
 
     def epochs_of_round(self, r: int) -> int:
         """Fine-tuning epochs of round ``r`` (1-based): ``finetune_epochs``, and for the last round
@@ -208,15 +222,26 @@ class CompressConfig:
     def recipe(self) -> dict[str, Any]:
         """The options that decide compress's result (:meth:`to_dict` without where it writes
         and how much it prints), stable across processes; a checkpoint records it so that a
-        resumed run with other options is refused rather than continued."""
-        return recipe_json({k: getattr(self, k) for k in self.names() if k not in _NOT_IN_RECIPE})
+        resumed run with other options is refused rather than continued. ``optimizer`` is
+        recorded in its stable form (:meth:`optimizer_recipe`), and only when it is not the
+        default Adam (a checkpoint written before the option existed still resumes)."""
+        named = {k: getattr(self, k) for k in self.names() if k not in _NOT_IN_RECIPE}
+        named["optimizer"] = self.optimizer_recipe()
+        if named["optimizer"] == DEFAULT_OPTIMIZER:
+            del named["optimizer"]
+        return recipe_json(named)
 
     def to_dict(self) -> dict[str, Any]:
         """The options as JSON-ready values (objects as their ``repr``)."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value if value is None or isinstance(value, bool | int | float | str) else (
+            if f.name == "optimizer":
+                try:
+                    value = self.optimizer_recipe()
+                except PruningRequestError:
+                    value = repr(value)
+            out[f.name] = value if value is None or isinstance(value, bool | int | float | str | dict) else (
                 list(value) if isinstance(value, tuple | list) and all(isinstance(v, str) for v in value)
                 else repr(value))
         return out
