@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 
+import tf_gpp
 from tf_gpp.cli import main
 
 
@@ -414,3 +415,25 @@ def test_compress_push_every_round_flag_reaches_compress(capsys):
     code = main(["compress", "missing.keras", "--data", "digits", "--target-macs", "0.3", "--push-every-round"])
     assert code == 2
     assert "push_every_round=True pushes only with push=True" in capsys.readouterr().err
+
+
+def test_compress_optimizer_and_rate_reach_compress(model_file, monkeypatch, capsys):
+    """--optimizer/--learning-rate are compress's optimizer/learning_rate; a bad name is refused
+    with the library's message before the model or data is read."""
+    code = main(["compress", "missing.keras", "--data", "digits", "--target-macs", "0.3", "--optimizer", "nonsense"])
+    assert code == 2 and "optimizer='nonsense' is not a Keras optimizer" in capsys.readouterr().err
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_compress(model, train, val, config):
+        seen.update(optimizer=config.optimizer, learning_rate=config.learning_rate)
+        raise Stop
+
+    monkeypatch.setattr(tf_gpp, "compress", fake_compress)
+    with pytest.raises(Stop):
+        main(["compress", str(model_file), "--data", "digits", "--target-macs", "0.3", "--optimizer", "sgd",
+              "--learning-rate", "0.02", "--limit", "200"])
+    assert seen == {"optimizer": "sgd", "learning_rate": 0.02}

@@ -284,7 +284,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         raise UserError("compress needs --target-macs or --target-params (a fraction of the base model such "
                         "as 0.3); or pass --strategy threshold for the paper's eta*std rule without a size target")
     given = {name: getattr(args, name) for name in ("importance", "push", "push_every_round", "rounds", "push_epochs",
-                                                    "finetune_epochs", "min_finetune_steps", "distill")
+                                                    "finetune_epochs", "min_finetune_steps", "optimizer", "learning_rate",
+                                                    "distill")
              if getattr(args, name) is not None}  # the others: compress's defaults, defined once
     config = tf_gpp.prune.CompressConfig(  # every option checked before the model and data load
         target_macs=args.target_macs, target_params=args.target_params,
@@ -428,6 +429,10 @@ def _add_compress_training(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--finetune-epochs", type=int, help=f"fine-tuning epochs per round (default {defaults.finetune_epochs})")
     sp.add_argument("--min-finetune-steps", type=int,
                     help=f"a floor in optimizer steps per fine-tune (default {defaults.min_finetune_steps})")
+    sp.add_argument("--optimizer", help=f"the optimizer of every fit: a Keras optimizer name such as sgd or rmsprop "
+                    f"(default {defaults.optimizer}; the recipe was measured with it)")
+    sp.add_argument("--learning-rate", type=float,
+                    help=f"the rate every fit starts at (default {defaults.learning_rate}; cosine-decayed within it)")
     sp.add_argument("--distill", action=argparse.BooleanOptionalAction,
                     help=f"fine-tune with distillation from the original (default {'on' if defaults.distill else 'off'})")
 
