@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
 from tf_gpp.errors import DataError
 
@@ -65,11 +66,7 @@ def _elements(data: RepresentativeData) -> Iterator[Any]:
         # One big array of samples: treat as a single batched element.
         yield data
         return
-    try:
-        import tensorflow as tf
-    except ImportError:  # pragma: no cover - tensorflow is a hard dependency
-        tf = None
-    if tf is not None and isinstance(data, tf.data.Dataset):
+    if isinstance(data, tf.data.Dataset):
         yield from data.as_numpy_iterator()
         return
     if callable(data):

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import tensorflow as tf
+
 from tf_gpp.convert.errors import ConversionError
 
 Configure = Callable[[Any, Any, bool], None]
@@ -52,21 +54,15 @@ def _float32(converter: Any, representative: Any, int8_io: bool) -> None:
 
 
 def _float16(converter: Any, representative: Any, int8_io: bool) -> None:
-    import tensorflow as tf
-
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
 
 
 def _dynamic(converter: Any, representative: Any, int8_io: bool) -> None:
-    import tensorflow as tf
-
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
 
 def _int8(converter: Any, representative: Any, int8_io: bool) -> None:
-    import tensorflow as tf
-
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

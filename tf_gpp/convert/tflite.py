@@ -22,15 +22,21 @@ Conversion path (chosen after trying the alternatives on TF 2.21 / Keras 3.15):
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
+import sys
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from tf_gpp.convert import quantization as qmodes
 from tf_gpp.convert.calibration import (
@@ -171,11 +177,6 @@ def float32_copy(model: Any) -> Any:
     The copy goes through Keras' own ``.keras`` saving (config, weights, assets), so layers
     whose state is not in ``get_weights()`` keep it.
     """
-    import json
-    import zipfile
-
-    import keras
-
     half = half_precision_layers(model)
     if not half:
         return model
@@ -233,8 +234,6 @@ def _check_output(out: Path, source: Path | None) -> None:
 
 
 def _load(source: Path) -> Any:
-    import keras
-
     try:
         return keras.saving.load_model(source, compile=False, safe_mode=True)
     except Exception as exc:  # keras raises ValueError/OSError/TypeError variously
@@ -245,9 +244,6 @@ def _load(source: Path) -> Any:
 
 def _input_signature(model: Any) -> tuple[list[InputSpec], Any]:
     """Per-input specs and the TensorSpec structure matching ``model.input``."""
-    import keras
-    import tensorflow as tf
-
     if not isinstance(model, keras.Model):
         raise ConversionError(
             f"to_tflite expects a keras.Model or a .keras path, got {type(model).__name__}."
@@ -301,11 +297,6 @@ def _convert(
     int8_io: bool,
     select_tf_ops: bool = False,
 ) -> bytes:
-    import functools
-
-    import keras
-    import tensorflow as tf
-
     with tempfile.TemporaryDirectory(prefix="tf_gpp_savedmodel_") as saved_model_dir:
         archive = keras.export.ExportArchive()
         archive.track(model)
@@ -357,8 +348,6 @@ class _captured_stderr:  # noqa: N801 - used as a context manager
     the context value returns what was written so far."""
 
     def __enter__(self) -> Any:
-        import sys
-
         self._file = tempfile.TemporaryFile(mode="w+b")
         try:
             sys.stderr.flush()

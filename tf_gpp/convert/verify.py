@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 
 from tf_gpp.convert.errors import AccuracyDegradationWarning, ConversionError
@@ -178,8 +179,6 @@ def verify(
 
 
 def _keras_model(model: Any) -> Any:
-    import keras
-
     if isinstance(model, str | os.PathLike):
         try:
             model = keras.saving.load_model(model, compile=False, safe_mode=True)
