@@ -45,6 +45,7 @@ from tf_gpp.prune import (
 from tf_gpp.push import PushLoss, PushModel, PushSchedule
 from tf_gpp.recalibrate import recalibrate_batchnorm
 from tf_gpp.surgery import prune_channels
+from tf_gpp.training import Trainer
 
 __version__ = "0.1.0"
 
@@ -66,6 +67,7 @@ __all__ = [
     "PushModel",
     "PushSchedule",
     "TfGppError",
+    "Trainer",
     "UnsupportedModelError",
     "channel_groups",
     "compress",

@@ -8,8 +8,8 @@ import pytest
 
 import tf_gpp
 from tests.digits_model import digits_split
-from tf_gpp.prune.distill import Distiller
 from tf_gpp.push import PushModel
+from tf_gpp.training import Distiller
 
 
 class _Fits(keras.callbacks.Callback):

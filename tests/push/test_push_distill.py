@@ -9,8 +9,8 @@ import pytest
 from sklearn.datasets import load_digits
 
 from tests.push_reference import push_terms_np
-from tf_gpp.prune.distill import Distiller
 from tf_gpp.push import PUSH_TERMS, PushLoss, PushModel, PushSchedule
+from tf_gpp.training import Distiller
 
 
 @pytest.fixture(scope="module")

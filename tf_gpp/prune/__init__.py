@@ -5,7 +5,6 @@ from tf_gpp.prune import schedules
 from tf_gpp.prune.callback import PruningCallback
 from tf_gpp.prune.compress import CompressResult, RoundRecord, compress
 from tf_gpp.prune.config import CompressConfig
-from tf_gpp.prune.distill import Distiller
 from tf_gpp.prune.masking import ChannelMask, mask_channels, masked_view, prunable, strip
 from tf_gpp.prune.planner import (
     Constraints,
@@ -15,7 +14,8 @@ from tf_gpp.prune.planner import (
     plan_threshold,
 )
 from tf_gpp.prune.pruner import Pruner, PruneResult
-from tf_gpp.prune.schedules import Geometric, PerLayerThreshold, Threshold
+from tf_gpp.prune.schedules import Geometric, PerLayerThreshold, Threshold, register_schedule
+from tf_gpp.training import Distiller
 
 __all__ = [
     "ChannelMask",
@@ -38,6 +38,7 @@ __all__ = [
     "plan_global",
     "plan_threshold",
     "prunable",
+    "register_schedule",
     "schedules",
     "strip",
 ]

@@ -18,7 +18,7 @@ Mechanism (Keras 3 native, no custom training loop):
   ``val_`` prefix during validation; the validation loss includes the push
   terms, as it includes regularisation losses).
 * A wrapper that trains a ``PushModel`` as its sub-model (e.g.
-  :class:`~tf_gpp.prune.distill.Distiller`, with the ``PushModel`` as student) adds
+  :class:`~tf_gpp.training.Distiller`, with the ``PushModel`` as student) adds
   ``student.push_loss(x, y, y_pred)`` to its own loss and lists ``push_metrics``
   and ``push_weights``, so push and its schedule compose with it.
 * The weights a, b, g are non-trainable scalar weights (``push_a`` …), so
