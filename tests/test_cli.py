@@ -417,8 +417,8 @@ def test_compress_push_every_round_flag_reaches_compress(capsys):
     assert "push_every_round=True pushes only with push=True" in capsys.readouterr().err
 
 
-def test_compress_optimizer_and_rate_reach_compress(model_file, monkeypatch, capsys):
-    """--optimizer/--learning-rate are compress's optimizer/learning_rate; a bad name is refused
+def test_compress_optimizer_rate_and_max_ratio_reach_compress(model_file, monkeypatch, capsys):
+    """--optimizer/--learning-rate/--max-pruning-ratio are compress's options; a bad name is refused
     with the library's message before the model or data is read."""
     code = main(["compress", "missing.keras", "--data", "digits", "--target-macs", "0.3", "--optimizer", "nonsense"])
     assert code == 2 and "optimizer='nonsense' is not a Keras optimizer" in capsys.readouterr().err
@@ -429,11 +429,13 @@ def test_compress_optimizer_and_rate_reach_compress(model_file, monkeypatch, cap
         pass
 
     def fake_compress(model, train, val, config):
-        seen.update(optimizer=config.optimizer, learning_rate=config.learning_rate)
+        seen.update(optimizer=config.optimizer, learning_rate=config.learning_rate, ratio=config.max_pruning_ratio)
         raise Stop
 
     monkeypatch.setattr(tf_gpp, "compress", fake_compress)
     with pytest.raises(Stop):
         main(["compress", str(model_file), "--data", "digits", "--target-macs", "0.3", "--optimizer", "sgd",
-              "--learning-rate", "0.02", "--limit", "200"])
-    assert seen == {"optimizer": "sgd", "learning_rate": 0.02}
+              "--learning-rate", "0.02", "--max-pruning-ratio", "0.9", "--limit", "200"])
+    assert seen == {"optimizer": "sgd", "learning_rate": 0.02, "ratio": 0.9}
+    code = main(["compress", "missing.keras", "--data", "digits", "--target-macs", "0.3", "--max-pruning-ratio", "2"])
+    assert code == 2 and "max_pruning_ratio=2.0: the largest share" in capsys.readouterr().err

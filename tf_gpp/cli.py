@@ -285,7 +285,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
                         "as 0.3); or pass --strategy threshold for the paper's eta*std rule without a size target")
     given = {name: getattr(args, name) for name in ("importance", "push", "push_every_round", "rounds", "push_epochs",
                                                     "finetune_epochs", "min_finetune_steps", "optimizer", "learning_rate",
-                                                    "distill")
+                                                    "distill", "max_pruning_ratio")
              if getattr(args, name) is not None}  # the others: compress's defaults, defined once
     config = tf_gpp.prune.CompressConfig(  # every option checked before the model and data load
         target_macs=args.target_macs, target_params=args.target_params,
@@ -484,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "runs and the target is reached")
     _add_compress_training(sp)
     sp.add_argument("--round-to", type=int, default=1, help="keep channel counts in multiples of this")
+    sp.add_argument("--max-pruning-ratio", type=float,
+                    help="the largest share of any layer's width that may go, e.g. 0.9 keeps at least 10%% "
+                    "of every layer (default 1: no limit)")
     sp.add_argument("--checkpoint-dir", help="save each round here; rerun with it to resume")
     sp.add_argument("--limit", type=int, help="use at most this many training samples")
     sp.add_argument("--unsafe", action="store_true")

@@ -115,6 +115,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     "no_distill": {"distill": False},                # plain fine-tuning on the labels
     "final_floor": {"final_finetune_epochs": 16, "min_finetune_steps": 120},
     "final_no_distill": {"final_finetune_epochs": 16, "distill": False},
+    # a share of each layer's base width that always stays (Torch-Pruning's max_pruning_ratio)
+    "max_ratio90": {"max_pruning_ratio": 0.9},
+    "max_ratio95": {"max_pruning_ratio": 0.95},
 }
 CRITERIA.update({name: {"importance": "taylor", "push": False, "label": f"default + {recipe}", "recipe": recipe}
                  for name, recipe in RECIPES.items()})

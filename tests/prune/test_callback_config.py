@@ -95,3 +95,28 @@ def test_names_in_the_constructor_and_old_class_name_configs(registered):
     assert loaded.get_config()["schedule"]["class_name"] == "threshold"
     with pytest.raises(tf_gpp.PruningRequestError, match="unknown importance 'nowhere'.*register_importance"):
         tf_gpp.PruningCallback.from_config({**old, "importance": {"class_name": "nowhere", "config": {}}})
+
+
+def _stripped_widths(callback: tf_gpp.PruningCallback) -> dict[str, int]:
+    gated = tf_gpp.prunable(_mlp())
+    gated.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 6)).astype("float32"), rng.integers(0, 3, 64)
+    gated.fit(x, y, epochs=2, batch_size=32, verbose=0, shuffle=False, callbacks=[callback])
+    return {layer.name: layer.units for layer in tf_gpp.strip(gated).layers if isinstance(layer, keras.layers.Dense)}
+
+
+def test_max_pruning_ratio_limits_the_masks_and_survives_the_config():
+    """h1 (12 units) and h2 (9) keep at least half of their units, counted on the stripped model;
+    without the limit the same target leaves fewer; the option round-trips through the config."""
+    free = _stripped_widths(tf_gpp.PruningCallback(target_params=0.45, importance="l1"))
+    assert free["h1"] < 6 or free["h2"] < 5
+    limited = tf_gpp.PruningCallback(target_params=0.45, importance="l1", max_pruning_ratio=0.5)
+    config = json.loads(json.dumps(limited.get_config()))
+    assert config["max_pruning_ratio"] == 0.5
+    restored = tf_gpp.PruningCallback.from_config(config)
+    widths = _stripped_widths(limited)
+    assert widths["h1"] >= 6 and widths["h2"] >= 5
+    assert _stripped_widths(restored) == widths
+    old = {k: v for k, v in config.items() if k != "max_pruning_ratio"}  # a config from before the option
+    assert tf_gpp.PruningCallback.from_config(old).constraints.max_pruning_ratio == 1.0

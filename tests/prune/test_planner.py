@@ -157,3 +157,66 @@ def test_per_layer_strategy_reaches_the_target_in_compress():
     res = tf_gpp.compress(cnn(), (x, y), (x, y), target_macs=0.4, strategy="per_layer", rounds=2,
                           finetune_epochs=0, final_finetune_epochs=0, verbose=0)
     assert res.target_met and tf_gpp.profile(res.model).macs <= 0.4 * tf_gpp.profile(cnn()).macs
+
+
+def _widths(model) -> dict[str, int]:
+    """Output widths of the conv and dense layers, read from the layers themselves."""
+    return {layer.name: layer.get_config().get("filters") or layer.get_config()["units"] for layer in model.layers
+            if isinstance(layer, keras.layers.Conv2D | keras.layers.SeparableConv2D | keras.layers.Dense)}
+
+
+def skewed_scores(dep):
+    """Random scores, but fc's units all score near 0 but one: a global ranking strips fc first."""
+    out = scores(dep)
+    for g in dep.groups:
+        if "fc" in g.producers:
+            out[g.index] = np.r_[100.0, np.full(g.size - 1, 1e-3)]
+    return out
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.75, 0.9])
+def test_max_pruning_ratio_keeps_that_share_of_every_layer(ratio):
+    """No layer keeps fewer than ceil((1 - ratio) * its width), the widths read from the layers;
+    without the limit the same scores strip fc to 1 unit."""
+    m = cnn()
+    dep = DependencyGraph(m)
+    floors = {name: int(np.ceil((1 - ratio) * w)) for name, w in _widths(m).items()}
+    target = int(0.4 * estimate_cost(dep, {})[1])
+    unlimited = _widths(rebuild(dep, dep.removed_units(plan_global(dep, skewed_scores(dep), Constraints(), target))))
+    assert unlimited["fc"] == 1
+    plan = plan_global(dep, skewed_scores(dep), Constraints(max_pruning_ratio=ratio), target)
+    slim = _widths(rebuild(dep, dep.removed_units(plan)))
+    assert all(slim[name] >= floors[name] for name in floors), (slim, floors)
+    assert slim["fc"] == floors["fc"]  # held at its floor
+    assert estimate_cost(dep, plan)[1] <= target
+
+
+def test_an_unreachable_target_names_max_pruning_ratio():
+    dep = DependencyGraph(cnn())
+    with pytest.raises(tf_gpp.PruningRequestError, match=r"max_pruning_ratio=0.5"):
+        plan_global(dep, scores(dep), Constraints(max_pruning_ratio=0.5), target_macs=int(0.1 * estimate_cost(dep, {})[1]))
+
+
+def test_max_pruning_ratio_is_a_share_of_the_base_width_across_steps():
+    """Two Pruner steps: the second, on the already narrower model, still keeps the share of
+    the first model's widths; a pruned model continued with the base widths does the same."""
+    m = cnn()
+    floors = {name: int(np.ceil(0.5 * w)) for name, w in _widths(m).items()}
+    pruner = tf_gpp.Pruner(m, importance="l1", max_pruning_ratio=0.5)
+    first = pruner.step(target_macs=0.6)
+    second = pruner.step(target_macs=int(0.3 * first.base_macs))
+    widths = _widths(second.model)
+    assert all(widths[name] >= floors[name] for name in floors) and widths != _widths(first.model)
+    assert any(widths[name] == floors[name] for name in floors)  # the limit binds
+    based = Constraints(max_pruning_ratio=0.5).with_base(DependencyGraph(m))
+    again = tf_gpp.Pruner(first.model, importance="l1", constraints=based, base=Cost(first.base_params, first.base_macs),
+                          round=1).step(target_macs=int(0.3 * first.base_macs))
+    assert _widths(again.model) == widths
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, -0.1, True, "0.9"])
+def test_max_pruning_ratio_out_of_range_is_refused_naming_it(bad):
+    with pytest.raises(tf_gpp.PruningRequestError, match=r"max_pruning_ratio=.*in \(0, 1\]"):
+        Constraints(max_pruning_ratio=bad)
+    with pytest.raises(tf_gpp.PruningRequestError, match=r"max_pruning_ratio="):
+        tf_gpp.CompressConfig(target_macs=0.3, max_pruning_ratio=bad).validate()

@@ -341,6 +341,8 @@ def test_T2_target_below_what_min_channels_allow():
     x, y = _xy()
     with pytest.raises(tf_gpp.PruningRequestError, match="cannot be met.*smallest model.*min_channels=4"):
         tf_gpp.compress(_mlp(), (x, y), (x, y), target_macs=0.2, min_channels=4, **QUICK)
+    with pytest.raises(tf_gpp.PruningRequestError, match="cannot be met.*max_pruning_ratio=0.5"):
+        tf_gpp.compress(_mlp(), (x, y), (x, y), target_macs=0.1, max_pruning_ratio=0.5, **QUICK)
 
 
 def test_T3_non_integral_target_above_one():
@@ -368,6 +370,8 @@ def test_T4_target_the_base_model_already_meets(target):
         ({"strategy": "magic"}, "strategy='magic'"),
         ({"lr_schedule": "step"}, "lr_schedule='step'"),
         ({"min_finetune_steps": -1}, "min_finetune_steps=-1"),
+        ({"max_pruning_ratio": 0}, r"max_pruning_ratio=0: the largest share .* in \(0, 1\]"),
+        ({"max_pruning_ratio": 1.2}, "max_pruning_ratio=1.2"),
     ],
 )
 def test_T5_out_of_range_compress_arguments(kwargs, match):

@@ -67,7 +67,8 @@ class PruningCallback(keras.callbacks.Callback):
         schedule: :mod:`tf_gpp.prune.schedules` object, registered name or dict; default ``Geometric()``
             (one geometric step per pruning epoch); ``Threshold(eta, eta_step)`` is the
             paper's per-group rule (it stops once a given target is met).
-        constraints / round_to, min_channels, ignored_layers: structural constraints.
+        constraints / round_to, min_channels, ignored_layers, max_pruning_ratio: structural
+            constraints (``max_pruning_ratio``: the largest share of a layer's width that is masked).
         input_shape: input size for models with dynamic dimensions (default: the data's).
         verbose: 1 prints one line per pruning epoch.
 
@@ -90,6 +91,7 @@ class PruningCallback(keras.callbacks.Callback):
         round_to: int | None = None,
         min_channels: int | None = None,
         ignored_layers: Any = None,
+        max_pruning_ratio: float | None = None,
         input_shape: InputShapes = None,
         batch_size: int = 64,
         verbose: int = 0,
@@ -105,8 +107,8 @@ class PruningCallback(keras.callbacks.Callback):
         self.schedule = get(schedule)
         validate_targets(self.schedule, target_macs, target_params)
         # masks act on tensors: units inside a layer (attention heads) are left to compress/Pruner
-        self.constraints = dataclasses.replace(make_constraints(constraints, round_to, min_channels, ignored_layers),
-                                               internal_units=False)
+        made = make_constraints(constraints, round_to, min_channels, ignored_layers, max_pruning_ratio)
+        self.constraints = dataclasses.replace(made, internal_units=False)
         self.input_shape = input_shape
         self.batch_size = batch_size
         self.verbose = verbose
@@ -141,6 +143,8 @@ class PruningCallback(keras.callbacks.Callback):
         view = masked_view(self.model, self.input_shape)
         params, macs = view.cost(set())
         self.base = Cost(params=params, macs=macs)
+        # max_pruning_ratio: a share of the unmasked widths (rounds plan on the rebuilt slim model)
+        self.constraints = dataclasses.replace(self.constraints, base_widths={}).with_base(view.dep)
         self.target = Cost(macs=resolve_target(self.target_macs, macs, "target_macs"),
                            params=resolve_target(self.target_params, params, "target_params"))
         self._record(view)
@@ -197,6 +201,7 @@ class PruningCallback(keras.callbacks.Callback):
             "round_to": self.constraints.round_to,
             "min_channels": self.constraints.min_channels,
             "ignored_layers": sorted(self.constraints.ignored_layers),
+            "max_pruning_ratio": self.constraints.max_pruning_ratio,
             "input_shape": self.input_shape,
             "batch_size": self.batch_size,
             "verbose": self.verbose,

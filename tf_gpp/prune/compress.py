@@ -182,6 +182,8 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             ``"threshold"`` (per-group ``eta * std``, eta raised by ``eta_step`` each round, no
             size target).
         round_to, min_channels, ignored_layers: structural constraints.
+        max_pruning_ratio: the largest share of any layer's width (in ``model``) that may go over
+            all rounds, e.g. ``0.9`` keeps at least 10% of every layer (default 1: no limit).
         checkpoint_dir: where each round is saved; an interrupted run resumes.
         log_dir: TensorBoard folder for per-round MACs, params and accuracy scalars
             (push terms are logged by a ``keras.callbacks.TensorBoard`` in ``callbacks``).
@@ -234,7 +236,7 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
     train_kw = _Training(cfg, task, train)
     teacher = _copy(model) if cfg.distill else None
     pruner = Pruner(rebuild(base_dep, set()),  # a copy: the user's model is never trained nor recompiled
-                    _importance_for(cfg.importance, task), cfg.constraints(), input_shape=input_shape,
+                    _importance_for(cfg.importance, task), cfg.constraints().with_base(base_dep), input_shape=input_shape,
                     recalibrate_steps=0, batch_size=cfg.batch_size, base=Cost(params=base.params, macs=base.macs))
     sched = cfg.schedule()
 

@@ -40,6 +40,9 @@ STRATEGIES = ("global", "per_layer", "threshold")
 DEFAULT_OPTIMIZER = "adam"
 #: options that change nothing compress computes: a resumed run may differ in them
 _NOT_IN_RECIPE = frozenset({"checkpoint_dir", "log_dir", "verbose", "callbacks"})
+#: options added after checkpoints were first written, with their defaults: a recipe records
+#: them only when they differ, so an older checkpoint of a default run still resumes
+_ADDED_LATER = {"optimizer": DEFAULT_OPTIMIZER, "max_pruning_ratio": 1.0}
 #: the last round's fine-tuning, by default, in multiples of ``finetune_epochs``: its model is the
 #: one returned, and 4x measured best of the recovery recipes (docs/method.md, issue 22)
 FINAL_FINETUNE_FACTOR = 4
@@ -84,6 +87,7 @@ class CompressConfig:
     batch_size: int = 64
     round_to: int = 1
     min_channels: int = 1
+    max_pruning_ratio: float = 1.0
     ignored_layers: tuple[str, ...] | list[str] = ()
     checkpoint_dir: str | os.PathLike | None = None
     log_dir: str | os.PathLike | None = None
@@ -200,8 +204,10 @@ class CompressConfig:
         return FINAL_FINETUNE_FACTOR * self.finetune_epochs
 
     def constraints(self) -> Constraints:
-        """The structural constraints (``round_to``, ``min_channels``, ``ignored_layers``)."""
-        return Constraints(self.round_to, self.min_channels, self.ignored_layers)
+        """The structural constraints (``round_to``, ``min_channels``, ``ignored_layers``,
+        ``max_pruning_ratio``)."""
+        return Constraints(self.round_to, self.min_channels, self.ignored_layers,
+                           max_pruning_ratio=self.max_pruning_ratio)
 
     def schedule(self) -> PruningSchedule:
         """The pruning schedule of ``strategy``: geometric to the target over ``rounds``
@@ -223,12 +229,14 @@ class CompressConfig:
         """The options that decide compress's result (:meth:`to_dict` without where it writes
         and how much it prints), stable across processes; a checkpoint records it so that a
         resumed run with other options is refused rather than continued. ``optimizer`` is
-        recorded in its stable form (:meth:`optimizer_recipe`), and only when it is not the
-        default Adam (a checkpoint written before the option existed still resumes)."""
+        recorded in its stable form (:meth:`optimizer_recipe`). Options added since checkpoints
+        were first written are recorded only when they are not their defaults
+        (``_ADDED_LATER``), so such a checkpoint still resumes."""
         named = {k: getattr(self, k) for k in self.names() if k not in _NOT_IN_RECIPE}
         named["optimizer"] = self.optimizer_recipe()
-        if named["optimizer"] == DEFAULT_OPTIMIZER:
-            del named["optimizer"]
+        for name, default in _ADDED_LATER.items():
+            if named[name] == default:
+                del named[name]
         return recipe_json(named)
 
     def to_dict(self) -> dict[str, Any]:

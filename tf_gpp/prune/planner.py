@@ -5,6 +5,7 @@ ignored-layer constraints. Also estimates a plan's cost without rebuilding.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from collections.abc import Iterable
@@ -14,7 +15,7 @@ import keras
 import numpy as np
 
 from tf_gpp.errors import ArgumentError, PruningRequestError
-from tf_gpp.graph.dependency import DependencyGraph
+from tf_gpp.graph.dependency import ChannelGroup, DependencyGraph
 from tf_gpp.handlers.registry import UnknownDimensionError, masks_for
 from tf_gpp.profile import price_graph, unknown_size_error
 
@@ -24,12 +25,17 @@ class Constraints:
     """``round_to``: kept widths are multiples of it (when the group is at least that wide);
     ``min_channels``: never keep fewer; ``ignored_layers``: groups touching them are left alone;
     ``internal_units``: whether units inside a layer (attention heads) may go (masks, which
-    act on tensors, cannot remove them)."""
+    act on tensors, cannot remove them); ``max_pruning_ratio``: the largest share of a group's
+    width in the base model that may go, over all rounds (``1``: no limit), where the base
+    widths are ``base_widths`` (producer layer name -> width, see :meth:`with_base`), else the
+    group's current width."""
 
     round_to: int = 1
     min_channels: int = 1
     ignored_layers: set[str] = field(default_factory=set)
     internal_units: bool = True
+    max_pruning_ratio: float = 1.0
+    base_widths: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if int(self.round_to) < 1:
@@ -51,10 +57,34 @@ class Constraints:
             raise PruningRequestError(
                 f"ignored_layers holds {bad[0]!r} ({type(bad[0]).__name__}); give layer names (strings)")
         self.ignored_layers = set(names)
+        ratio = self.max_pruning_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio <= 1:
+            raise PruningRequestError(
+                f"max_pruning_ratio={ratio!r}: the largest share of a layer's width that may go, in (0, 1] "
+                "(e.g. 0.9 keeps at least 10% of every layer; 1: no limit)")
 
-    def allowed(self, size: int, n_remove: int) -> int:
-        """How many of ``n_remove`` requested removals a group of ``size`` may do."""
-        keep = size - min(n_remove, size - min(self.min_channels, size))
+    def with_base(self, dep: DependencyGraph) -> Constraints:
+        """These constraints with ``max_pruning_ratio`` measured against ``dep``'s widths (the
+        base model's), unless they have base widths already or no ratio limit."""
+        if self.max_pruning_ratio >= 1 or self.base_widths:
+            return self
+        widths = {p: g.size for g in dep.groups for p in g.producers}
+        return dataclasses.replace(self, base_widths=widths)
+
+    def floor(self, group: ChannelGroup) -> int:
+        """The fewest units ``group`` may keep: ``min_channels``, and the share of its base
+        width that ``max_pruning_ratio`` keeps."""
+        floor = self.min_channels
+        if self.max_pruning_ratio < 1:
+            base = max((self.base_widths.get(p, 0) for p in group.producers), default=0) or group.size
+            floor = max(floor, math.ceil(round((1 - self.max_pruning_ratio) * base, 9)))
+        return floor
+
+    def allowed(self, size: int, n_remove: int, group: ChannelGroup | None = None) -> int:
+        """How many of ``n_remove`` requested removals a group of ``size`` (``group``, for
+        ``max_pruning_ratio``) may do."""
+        floor = self.min_channels if group is None else self.floor(group)
+        keep = size - min(n_remove, size - min(floor, size))
         keep = max(keep, 1)
         if self.round_to > 1 and size >= self.round_to:
             keep = min(size, math.ceil(keep / self.round_to) * self.round_to)
@@ -136,7 +166,7 @@ def plan_threshold(
         s = np.asarray(scores[gi], dtype=np.float64)
         nonzero = s[s != 0]
         n = int(np.sum(s < eta * (np.std(nonzero) if nonzero.size else 0.0)))
-        n = constraints.allowed(len(s), n)
+        n = constraints.allowed(len(s), n, dep.groups[gi])
         if n:
             plan[gi] = _lowest(s, n)
     return plan
@@ -231,7 +261,7 @@ def plan_global(
             chosen[gi] = chosen.get(gi, 0) + 1
         plan = {}
         for gi, n in chosen.items():
-            n = constraints.allowed(dep.groups[gi].size, n)
+            n = constraints.allowed(dep.groups[gi].size, n, dep.groups[gi])
             if n:
                 plan[gi] = _lowest(np.asarray(scores[gi]), n)
         return plan
@@ -255,6 +285,7 @@ def plan_global(
             f"target (macs<={target_macs}, params<={target_params}) cannot be met: the smallest model "
             f"the constraints allow has {macs:,} MACs and {params:,} params "
             f"(min_channels={constraints.min_channels}, round_to={constraints.round_to}, "
+            f"max_pruning_ratio={constraints.max_pruning_ratio}, "
             f"{len(groups)} prunable groups). Raise the target or relax the constraints."
             + (f" Not prunable: {why}{' ...' if len(reasons) > 3 else ''}." if why else "")
         )

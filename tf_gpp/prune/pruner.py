@@ -70,10 +70,12 @@ def make_constraints(
     round_to: int | None = None,
     min_channels: int | None = None,
     ignored_layers: Any = None,
+    max_pruning_ratio: float | None = None,
 ) -> Constraints:
     """A :class:`Constraints` from an instance or the keyword form (not both)."""
     kwargs = {k: v for k, v in (("round_to", round_to), ("min_channels", min_channels),
-                                 ("ignored_layers", ignored_layers)) if v is not None}
+                                 ("ignored_layers", ignored_layers), ("max_pruning_ratio", max_pruning_ratio))
+              if v is not None}
     if constraints is not None:
         if kwargs:
             raise ArgumentError(f"give constraints=Constraints(...) or {sorted(kwargs)}, not both")
@@ -122,7 +124,9 @@ class Pruner:
         model: functional or Sequential Keras model; never modified.
         importance: a name of :func:`tf_gpp.importance.get_importance` or an ``Importance``.
         constraints: a :class:`~tf_gpp.prune.Constraints`, or the keywords ``round_to``,
-            ``min_channels`` and ``ignored_layers``.
+            ``min_channels``, ``ignored_layers`` and ``max_pruning_ratio``. Its ``max_pruning_ratio`` is a share of the
+            widths of the model of the first step, unless it holds the base model's already
+            (``Constraints.with_base``: give those when continuing from a pruned model).
         input_shape: input size for models with dynamic dimensions (default: the data's).
         recalibrate_steps: batches over which BatchNorm statistics are re-estimated after each
             step (``0``: off, ``None``: all data).
@@ -145,6 +149,7 @@ class Pruner:
         round_to: int | None = None,
         min_channels: int | None = None,
         ignored_layers: Any = None,
+        max_pruning_ratio: float | None = None,
         input_shape: InputShapes = None,
         recalibrate_steps: int | None = 100,
         batch_size: int = 64,
@@ -157,7 +162,7 @@ class Pruner:
             raise ArgumentError(f"Pruner(round={round!r}): the steps already taken, a whole number >= 0")
         self.model = model
         self.importance = get_importance(importance)
-        self.constraints = make_constraints(constraints, round_to, min_channels, ignored_layers)
+        self.constraints = make_constraints(constraints, round_to, min_channels, ignored_layers, max_pruning_ratio)
         self.input_shape = input_shape
         if recalibrate_steps is not None and (isinstance(recalibrate_steps, bool) or not isinstance(
                 recalibrate_steps, int) or recalibrate_steps < 0):
@@ -204,6 +209,7 @@ class Pruner:
         if self.input_shape is None and ds is not None:
             self.input_shape = input_shape_from_data(self.model, ds)
         dep = DependencyGraph(self.model, input_shape=self.input_shape)
+        self.constraints = self.constraints.with_base(dep)  # max_pruning_ratio: of the first model's widths
         if self.base is None:
             params, macs = estimate_cost(dep, {})
             self.base = Cost(params=params, macs=macs)
