@@ -433,6 +433,10 @@ def _add_compress_training(sp: argparse.ArgumentParser) -> None:
                     f"(default {defaults.optimizer}; the recipe was measured with it)")
     sp.add_argument("--learning-rate", type=float,
                     help=f"the rate every fit starts at (default {defaults.learning_rate}; cosine-decayed within it)")
+    sp.add_argument("--max-pruning-ratio", type=float,
+                    help="the largest share of any layer's width that may go (default "
+                    f"{defaults.max_pruning_ratio}: every layer keeps at least "
+                    f"{100 * (1 - defaults.max_pruning_ratio):.0f}%%; 1: no limit)")
     sp.add_argument("--distill", action=argparse.BooleanOptionalAction,
                     help=f"fine-tune with distillation from the original (default {'on' if defaults.distill else 'off'})")
 
@@ -484,9 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "runs and the target is reached")
     _add_compress_training(sp)
     sp.add_argument("--round-to", type=int, default=1, help="keep channel counts in multiples of this")
-    sp.add_argument("--max-pruning-ratio", type=float,
-                    help="the largest share of any layer's width that may go, e.g. 0.9 keeps at least 10%% "
-                    "of every layer (default 1: no limit)")
+
     sp.add_argument("--checkpoint-dir", help="save each round here; rerun with it to resume")
     sp.add_argument("--limit", type=int, help="use at most this many training samples")
     sp.add_argument("--unsafe", action="store_true")

@@ -87,7 +87,7 @@ def test_warns_when_no_round_is_within_tolerance():
     model.fit(x, y, epochs=30, verbose=0)
     with pytest.warns(UserWarning, match="no round stayed within max_accuracy_drop=0.0"):
         res = tf_gpp.compress(model, (x, y), (x, y), target_macs=0.05, rounds=1, push=False, finetune_epochs=0,
-                              importance="random", max_accuracy_drop=0.0, verbose=0)
+                              importance="random", max_accuracy_drop=0.0, max_pruning_ratio=1.0, verbose=0)
     assert res.smallest_within_tolerance is None and res.model is res.most_accurate
 
 

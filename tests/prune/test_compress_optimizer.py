@@ -84,7 +84,9 @@ def test_the_default_is_adam_as_before_and_another_optimizer_trains_otherwise(ba
 
 def test_the_recipe_records_the_optimizer_in_a_stable_form():
     cfg = CompressConfig(target_macs=0.3)
-    assert "optimizer" not in cfg.recipe()  # the default: checkpoints from before the option resume
+    assert cfg.recipe()["optimizer"] == "adam"
+    older = {k: v for k, v in cfg.recipe().items() if k != "optimizer"}  # a checkpoint from before the option
+    assert CompressConfig.completed(older)["optimizer"] == "adam"
     assert CompressConfig(target_macs=0.3, optimizer="Adam").recipe() == cfg.recipe()
     one = CompressConfig(target_macs=0.3, optimizer=keras.optimizers.SGD(0.01, momentum=0.9)).recipe()
     two = CompressConfig(target_macs=0.3, optimizer={"class_name": "SGD", "config": {"momentum": 0.9}}).recipe()

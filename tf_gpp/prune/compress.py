@@ -183,7 +183,8 @@ def compress(model: keras.Model, train_data: Any, validation_data: Any = None, *
             size target).
         round_to, min_channels, ignored_layers: structural constraints.
         max_pruning_ratio: the largest share of any layer's width (in ``model``) that may go over
-            all rounds, e.g. ``0.9`` keeps at least 10% of every layer (default 1: no limit).
+            all rounds: the default ``0.9`` keeps at least 10% of every layer (it measured better
+            than no limit on 3 of 4 specialisation cells, docs/method.md §10a); ``1``: no limit.
         checkpoint_dir: where each round is saved; an interrupted run resumes.
         log_dir: TensorBoard folder for per-round MACs, params and accuracy scalars
             (push terms are logged by a ``keras.callbacks.TensorBoard`` in ``callbacks``).
@@ -434,6 +435,8 @@ def _resume(ckpt: RoundCheckpoint | None, pruner: Pruner, recipe: dict, verbose:
     state = ckpt.load() if ckpt is not None else None
     if state is None:
         return [], {}, None, False
+    if state.get("recipe") is not None:
+        state["recipe"] = CompressConfig.completed(state["recipe"])
     diff = ckpt.mismatch(state, recipe)
     if diff:
         raise PruningRequestError(

@@ -35,13 +35,15 @@ from tf_gpp.training import LR_SCHEDULES, OptimizerLike, serialize_optimizer
 __all__ = ["STRATEGIES", "CompressConfig"]
 
 STRATEGIES = ("global", "per_layer", "threshold")
-#: the optimizer compress trains with by default (the recipe was measured with it); a recipe
-#: records ``optimizer`` only when it is another, so checkpoints from before the option resume
+#: the optimizer compress trains with by default (the recipe was measured with it)
 DEFAULT_OPTIMIZER = "adam"
 #: options that change nothing compress computes: a resumed run may differ in them
 _NOT_IN_RECIPE = frozenset({"checkpoint_dir", "log_dir", "verbose", "callbacks"})
-#: options added after checkpoints were first written, with their defaults: a recipe records
-#: them only when they differ, so an older checkpoint of a default run still resumes
+#: the largest share of a layer's width compress removes by default: every layer keeps 10% of its
+#: width (measured: docs/method.md §10a); 1 lifts the limit
+DEFAULT_MAX_PRUNING_RATIO = 0.9
+#: options added after checkpoints were first written, at the values runs had before them (no
+#: limit on a layer's share): an older checkpoint's recipe is completed with these
 _ADDED_LATER = {"optimizer": DEFAULT_OPTIMIZER, "max_pruning_ratio": 1.0}
 #: the last round's fine-tuning, by default, in multiples of ``finetune_epochs``: its model is the
 #: one returned, and 4x measured best of the recovery recipes (docs/method.md, issue 22)
@@ -87,7 +89,7 @@ class CompressConfig:
     batch_size: int = 64
     round_to: int = 1
     min_channels: int = 1
-    max_pruning_ratio: float = 1.0
+    max_pruning_ratio: float = DEFAULT_MAX_PRUNING_RATIO
     ignored_layers: tuple[str, ...] | list[str] = ()
     checkpoint_dir: str | os.PathLike | None = None
     log_dir: str | os.PathLike | None = None
@@ -229,15 +231,16 @@ class CompressConfig:
         """The options that decide compress's result (:meth:`to_dict` without where it writes
         and how much it prints), stable across processes; a checkpoint records it so that a
         resumed run with other options is refused rather than continued. ``optimizer`` is
-        recorded in its stable form (:meth:`optimizer_recipe`). Options added since checkpoints
-        were first written are recorded only when they are not their defaults
-        (``_ADDED_LATER``), so such a checkpoint still resumes."""
+        recorded in its stable form (:meth:`optimizer_recipe`)."""
         named = {k: getattr(self, k) for k in self.names() if k not in _NOT_IN_RECIPE}
         named["optimizer"] = self.optimizer_recipe()
-        for name, default in _ADDED_LATER.items():
-            if named[name] == default:
-                del named[name]
         return recipe_json(named)
+
+    @staticmethod
+    def completed(saved: dict[str, Any]) -> dict[str, Any]:
+        """A recipe recorded by an older tf_gpp with the options added since at the values that
+        run had (``_ADDED_LATER``), so that it compares with :meth:`recipe`."""
+        return {**_ADDED_LATER, **saved}
 
     def to_dict(self) -> dict[str, Any]:
         """The options as JSON-ready values (objects as their ``repr``)."""
