@@ -488,7 +488,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "runs and the target is reached")
     _add_compress_training(sp)
     sp.add_argument("--round-to", type=int, default=1, help="keep channel counts in multiples of this")
-
     sp.add_argument("--checkpoint-dir", help="save each round here; rerun with it to resume")
     sp.add_argument("--limit", type=int, help="use at most this many training samples")
     sp.add_argument("--unsafe", action="store_true")
